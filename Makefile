@@ -1,0 +1,39 @@
+# The workshop's entry points. Each target sets up .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+READY  := $(VENV)/.installed
+
+.PHONY: venv demo test lab check-env exercises check-exercises bench-api up
+
+$(READY): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(READY)
+
+venv: $(READY)
+
+demo: venv            ## run the most advanced chapter's pipeline end to end
+	$(BIN)/python -m workshop demo
+
+test: venv            ## the whole test suite against the solutions
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lab: venv             ## JupyterLab on the chapters
+	$(BIN)/jupyter lab --notebook-dir chapters
+
+check-env: venv       ## OK/FAIL per prerequisite
+	$(BIN)/python -m workshop check-env
+
+exercises: venv       ## regenerate chapters/ exercise code from solutions/
+	$(BIN)/python -m workshop exercises build
+
+check-exercises: venv ## fail when chapters/ is out of date with solutions/
+	$(BIN)/python -m workshop exercises check
+
+bench-api: venv       ## the fake API's throughput
+	$(BIN)/python -m workshop bench-api
+
+up:                   ## redis, API, worker, beat, flower, jupyter in containers
+	docker-compose up

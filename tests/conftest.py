@@ -1,0 +1,152 @@
+"""The test harness every chapter's tests use.
+
+- `--target solutions|chapters` (or WORKSHOP_TARGET) picks the tree that
+  `import chNN_*` imports: the reference solutions by default, or your exercises.
+- One Redis for the session (REDIS_URL, else testcontainers, else redis-server),
+  emptied before each test that asks for it.
+- The fake Stations API with a fault profile, embedded workers, real worker and
+  beat processes: all stopped after the test that started them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from workshop import settings as settings_mod, target
+from workshop.api import ApiConfig, ApiServer
+from workshop.celery_app import use_redis
+from workshop.redis_provider import NoRedisError, provide_redis
+from workshop.workers import BeatProcess, EmbeddedWorker, WorkerProcesses
+
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser):
+    parser.addoption("--target", choices=target.TREES, default=None,
+                     help="which tree the chapter tests import (default: WORKSHOP_TARGET or solutions)")
+
+
+def pytest_configure(config):
+    try:
+        chosen = config.getoption("--target") or settings_mod.load().workshop_target
+    except settings_mod.SettingsError as error:
+        raise pytest.UsageError(str(error)) from None
+    # Worker processes and notebook kernels started by the tests import the same tree.
+    os.environ["WORKSHOP_TARGET"] = chosen
+    config.workshop_target = chosen
+    target.activate(chosen)
+
+
+def pytest_report_header(config):
+    return f"workshop target: {config.workshop_target} ({target.tree(config.workshop_target)})"
+
+
+_redis_description: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in _redis_description:
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """The session's Redis; every worker and app started by the tests uses it."""
+    try:
+        provided = provide_redis(announce=False)
+    except NoRedisError as error:
+        pytest.exit(str(error), returncode=3)
+    _redis_description.append(provided.describe())
+    use_redis(provided.url)
+    yield provided
+    provided.stop()
+
+
+@pytest.fixture
+def redis(redis_server):
+    """A client (str responses) on an empty Redis."""
+    client = redis_server.client()
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings():
+    return settings_mod.load()
+
+
+@pytest.fixture
+def fake_api(monkeypatch):
+    """Start the fake Stations API with `fake_api(**profile)`; API_URL/API_KEY point at it.
+
+    Profile keys are ApiConfig fields (rate, burst, error_rate, slow_rate, ...);
+    the rest come from the settings. Stopped after the test.
+    """
+    servers = []
+
+    def start(**profile) -> ApiServer:
+        config = ApiConfig.from_settings(settings_mod.load())
+        server = ApiServer(dataclasses.replace(config, **profile), port=0).start()
+        servers.append(server)
+        monkeypatch.setenv("API_URL", server.url)
+        monkeypatch.setenv("API_KEY", server.config.key)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def embedded_worker(redis):
+    """Start an in-thread worker with `embedded_worker(app, pool=..., concurrency=...)`."""
+    workers = []
+
+    def start(app, **options) -> EmbeddedWorker:
+        worker = EmbeddedWorker(app, **options).start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def worker_processes(redis, tmp_path):
+    """Start real workers with `worker_processes("chNN_x.app", count=2, pool="prefork")`.
+
+    They inherit this process's environment (REDIS_URL, API_URL, WORKSHOP_TARGET)
+    plus `env`; their logs are in the test's tmp_path.
+    """
+    started = []
+
+    def start(app_module: str, count: int = 1, **options) -> WorkerProcesses:
+        options.setdefault("log_dir", str(tmp_path))
+        workers = WorkerProcesses(app_module, count, **options).start()
+        started.append(workers)
+        return workers
+
+    yield start
+    for workers in started:
+        workers.stop()
+
+
+@pytest.fixture
+def beat_process(redis, tmp_path):
+    """Start a real `celery beat` with `beat_process("chNN_x.app")`."""
+    started = []
+
+    def start(app_module: str, **options) -> BeatProcess:
+        options.setdefault("log_dir", str(tmp_path))
+        beat = BeatProcess(app_module, **options).start()
+        started.append(beat)
+        return beat
+
+    yield start
+    for beat in started:
+        beat.stop()

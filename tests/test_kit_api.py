@@ -1,0 +1,505 @@
+"""The fake Stations API does what the chapters rely on: exact rate limits, reproducible
+faults, honest counters, and the same data as the answer key.
+
+Most tests talk HTTP to a real server on a free port; the fault-determinism tests call
+`StationsAPI.handle` directly, which is the same code without sockets and sleeps.
+"""
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+
+from workshop import settings, stations
+from workshop.api import ApiConfig, ApiServer, StationsAPI, main
+
+KEY = "test-key"
+DAY = "2026-01-15"
+UNLIMITED = dict(rate=1e6, burst=1_000_000)
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def make_config(**changes) -> ApiConfig:
+    """A small, unthrottled, fault-free API; each test turns on what it checks."""
+    return ApiConfig(**{"key": KEY, "stations": 300, "max_batch": 50, "seed": 7, "slow_seconds": 0.3,
+                        **UNLIMITED, **changes})
+
+
+@pytest.fixture
+def api():
+    with ApiServer(make_config()) as server:
+        yield server
+
+
+@pytest.fixture
+def client():
+    with requests.Session() as session:
+        session.headers["X-API-Key"] = KEY
+        yield session
+
+
+def get_readings(client, api, ids, day=DAY):
+    return client.get(f"{api.url}/readings", params={"stations": ",".join(ids), "date": day}, timeout=5)
+
+
+def parsed_or_none(response):
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- rate limit
+
+def send_paced(client, url, per_second, seconds):
+    """GET `url` on a fixed schedule of `per_second` (no drift: a late request does not delay the next)."""
+    start, responses = time.perf_counter(), []
+    for i in range(round(per_second * seconds)):
+        wait = start + i / per_second - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        responses.append(client.get(url, timeout=5))
+    return responses
+
+
+def assert_rate_limit_headers(response, limit):
+    assert response.headers["X-RateLimit-Limit"] == limit
+    assert int(response.headers["X-RateLimit-Remaining"]) >= 0
+    assert int(response.headers["X-RateLimit-Reset"]) >= 0
+
+
+def test_bucket_is_exact_on_a_fake_clock():
+    now = [100.0]
+    api = StationsAPI(make_config(rate=20, burst=5), clock=lambda: now[0])
+    hit = lambda: api.handle("GET", "/stations", {}, {"X-API-Key": KEY})  # noqa: E731
+
+    assert [hit().status for _ in range(6)] == [200] * 5 + [429]    # starts full: burst 5
+    rejected = hit()
+    assert rejected.headers["Retry-After"] == "1"                   # 0.05 s to a token, rounded up to 1
+    assert rejected.headers["X-RateLimit-Remaining"] == "0"
+    assert rejected.headers["X-RateLimit-Reset"] == "1"             # 5 tokens / 20 per s = 0.25 s, up to 1
+    now[0] += 0.051                                                 # one token refilled, not two
+    assert [hit().status for _ in range(2)] == [200, 429]
+    now[0] += 10                                                    # refills to the burst, not beyond
+    assert [hit().status for _ in range(6)] == [200] * 5 + [429]
+
+
+def test_client_at_exactly_the_limit_is_never_rejected(api, client):
+    api.reset(rate=20, burst=5)
+    responses = send_paced(client, f"{api.url}/stations?per_page=1", per_second=20, seconds=2)
+    assert Counter(r.status_code for r in responses) == {200: 40}
+    for response in responses:
+        assert_rate_limit_headers(response, "20")
+
+
+def test_client_at_twice_the_limit_gets_about_half_rejected(api, client):
+    api.reset(rate=20, burst=5)
+    responses = send_paced(client, f"{api.url}/stations?per_page=1", per_second=40, seconds=2.5)
+    # Theory: 100 requests in 2.5 s; the bucket admits its 5 tokens plus 20/s * ~2.5 s = ~55,
+    # so ~45 of 100 are rejected (0.45). Scheduling jitter moves that by a few requests.
+    rejected = [r for r in responses if r.status_code == 429]
+    assert 0.35 <= len(rejected) / len(responses) <= 0.55
+    assert {r.status_code for r in responses} == {200, 429}
+    for response in responses:
+        assert_rate_limit_headers(response, "20")
+    for response in rejected:
+        assert response.headers["Retry-After"].isdigit() and int(response.headers["Retry-After"]) >= 1
+    assert api.stats()["rate_limited"] == len(rejected)
+
+
+def test_retry_after_counts_whole_seconds_until_the_next_token(api, client):
+    api.reset(rate=0.1, burst=1)    # one token every 10 s
+    assert client.get(f"{api.url}/stations").status_code == 200
+    rejected = client.get(f"{api.url}/stations")
+    assert rejected.status_code == 429
+    assert rejected.headers["Retry-After"] in ("10", "9")    # 9 only if the second request took > 0 s... rounded up
+    assert rejected.headers["X-RateLimit-Limit"] == "0.1"
+
+
+def test_retry_after_as_http_date_lies_far_enough_in_the_future(api, client):
+    api.reset(rate=0.1, burst=1, retry_after="http-date")
+    client.get(f"{api.url}/stations")
+    before = time.time()
+    rejected = client.get(f"{api.url}/stations")
+    assert rejected.status_code == 429
+    when = email.utils.parsedate_to_datetime(rejected.headers["Retry-After"])
+    assert when.tzinfo is not None
+    assert when.timestamp() >= before + 9    # at least the ~10 s until the next token
+
+
+# --------------------------------------------------------------------------- faults
+
+FAULTY = dict(error_rate=0.2, slow_rate=0.2, malformed_rate=0.2)
+
+
+def distinct_requests(count, day=DAY):
+    """`count` different readings requests: single stations and pairs."""
+    ids = stations.station_ids(300)
+    return [[ids[i % 300]] if i < 300 else [ids[i % 300], ids[(i * 7 + 1) % 300]] for i in range(count)]
+
+
+def fault_outcomes(api: StationsAPI) -> dict:
+    """(sorted stations, date, attempt) -> (kind, status) for every injected fault; absent means ok."""
+    return {(tuple(sorted(e["stations"])), e["date"], e["attempt"]): (e["kind"], e["status"])
+            for e in api.stats()["fault_log"]}
+
+
+def send_in_threads(api: StationsAPI, batches, threads):
+    def worker(share):
+        for ids in share:
+            assert api.handle("GET", "/readings", {"stations": ",".join(ids), "date": DAY},
+                              {"X-API-Key": KEY}).status != 404
+    workers = [threading.Thread(target=worker, args=(batches[n::threads],)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def test_faults_depend_on_the_request_not_on_order_or_threads():
+    batches = distinct_requests(150) * 3            # every request three times: attempts 0, 1, 2
+    in_order = StationsAPI(make_config(**FAULTY))
+    send_in_threads(in_order, batches, threads=1)
+
+    shuffled = batches[:]
+    random.Random(1).shuffle(shuffled)
+    shuffled = [list(reversed(ids)) for ids in shuffled]   # station order inside a request does not matter
+    concurrent = StationsAPI(make_config(**FAULTY))
+    send_in_threads(concurrent, shuffled, threads=4)
+
+    expected = fault_outcomes(in_order)
+    assert len(expected) > 100                     # the profile injected plenty
+    assert fault_outcomes(concurrent) == expected
+    # A retry is a new draw: some request fails on one attempt and not on another.
+    kinds_by_request = Counter((key[0], key[1]) for key in expected)
+    assert any(n < 3 for n in kinds_by_request.values())
+
+
+def test_another_seed_gives_another_fault_profile():
+    batches = distinct_requests(200)
+    outcomes = []
+    for seed in (7, 8):
+        api = StationsAPI(make_config(seed=seed, **FAULTY))
+        send_in_threads(api, batches, threads=1)
+        outcomes.append(fault_outcomes(api))
+    assert outcomes[0] != outcomes[1]
+
+
+def test_each_fault_kind_shows_up_at_its_rate():
+    rates = dict(error_rate=0.1, slow_rate=0.05, malformed_rate=0.15)
+    api = StationsAPI(make_config(**rates))
+    send_in_threads(api, distinct_requests(400), threads=1)
+    faults = api.stats()["faults"]
+    for kind in ("error", "slow", "malformed"):
+        # Binomial sd at 400 draws is at most 0.018; 0.05 is ~3 sd (and the seed is fixed).
+        assert abs(faults[kind] / 400 - rates[f"{kind}_rate"]) < 0.05, kind
+    statuses = {e["status"] for e in api.stats()["fault_log"] if e["kind"] == "error"}
+    assert statuses <= {500, 502, 503} and len(statuses) > 1
+
+
+def test_faults_over_http_from_threads_match_the_in_process_profile(api):
+    api.reset(**FAULTY, slow_seconds=0.05)
+    batches = distinct_requests(60) * 2
+    observed = Counter()
+    lock = threading.Lock()
+
+    def worker(share):
+        with requests.Session() as session:
+            session.headers["X-API-Key"] = KEY
+            for ids in share:
+                response = get_readings(session, api, ids)
+                outcome = "error" if response.status_code >= 500 else (
+                    "malformed" if parsed_or_none(response) is None else "served")
+                with lock:
+                    observed[tuple(sorted(ids)), outcome] += 1
+
+    workers = [threading.Thread(target=worker, args=(batches[n::4],)) for n in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+    reference = StationsAPI(make_config(**FAULTY))
+    send_in_threads(reference, batches, threads=1)
+    assert fault_outcomes(api.api) == fault_outcomes(reference)
+    expected = Counter()
+    for (ids, _day, _attempt), (kind, _status) in fault_outcomes(reference).items():
+        if kind in ("error", "malformed"):
+            expected[ids, kind] += 1
+    assert +Counter({k: n for k, n in observed.items() if k[1] != "served"}) == expected
+
+
+def test_error_fault_is_a_5xx_with_a_json_reason(api, client):
+    api.reset(error_rate=1.0)
+    response = get_readings(client, api, ["WX00001"])
+    assert response.status_code in (500, 502, 503)
+    assert "injected fault" in response.json()["error"]
+
+
+def test_malformed_fault_is_a_200_whose_body_is_not_json(api, client):
+    api.reset(malformed_rate=1.0)
+    response = get_readings(client, api, ["WX00001", "WX00002"])
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    with pytest.raises(ValueError):
+        json.loads(response.content)
+
+
+def test_slow_fault_takes_at_least_slow_seconds_then_serves_good_data(api, client):
+    api.reset(slow_rate=1.0, slow_seconds=0.3)
+    started = time.perf_counter()
+    response = get_readings(client, api, ["WX00001"])
+    assert time.perf_counter() - started >= 0.3
+    assert response.json()["readings"]["WX00001"] == stations.readings(7, "WX00001", DAY)
+
+
+def test_a_client_that_times_out_on_a_slow_response_leaves_the_server_healthy(api, client):
+    api.reset(slow_rate=1.0, slow_seconds=0.5)
+    with pytest.raises(requests.Timeout):
+        get_readings(client, api, ["WX00001"]).raise_for_status() if False else client.get(
+            f"{api.url}/readings", params={"stations": "WX00001", "date": DAY}, timeout=0.1)
+    time.sleep(0.5)
+    assert requests.get(f"{api.url}/_health", timeout=2).json() == {"ok": True}
+
+
+# --------------------------------------------------------------------------- counters and control
+
+def test_stats_count_exactly_what_the_client_saw(api, client):
+    api.reset(error_rate=0.15, slow_rate=0.1, malformed_rate=0.15, glitch_rate=0.05, slow_seconds=0.3)
+    statuses, fetched, served_glitches = Counter(), Counter(), 0
+    seen_faults = Counter()
+    for n in range(3):
+        statuses[client.get(f"{api.url}/stations", params={"page": n + 1}).status_code] += 1
+    statuses[requests.get(f"{api.url}/stations").status_code] += 1                 # no key: 401
+    statuses[get_readings(client, api, ["WX99999"]).status_code] += 1               # unknown: 404
+    for ids in distinct_requests(40):
+        started = time.perf_counter()
+        response = get_readings(client, api, ids)
+        statuses[response.status_code] += 1
+        body = parsed_or_none(response)
+        if response.status_code >= 500:
+            seen_faults["error"] += 1
+        elif body is None:
+            seen_faults["malformed"] += 1
+        else:
+            seen_faults["slow"] += time.perf_counter() - started >= 0.3
+            fetched.update(body["readings"])
+            served_glitches += sum(not stations.is_plausible(r) for hours in body["readings"].values()
+                                   for r in hours)
+
+    stats = api.stats()
+    assert stats["requests"] == sum(statuses.values()) == 45
+    assert stats["by_status"] == {str(status): n for status, n in statuses.items()}
+    assert stats["accepted"] == statuses[200]
+    assert stats["rate_limited"] == 0
+    assert stats["fetches"] == dict(fetched)
+    assert stats["faults"] == {"error": seen_faults["error"], "slow": seen_faults["slow"],
+                               "malformed": seen_faults["malformed"], "glitch": served_glitches}
+    assert all(seen_faults[kind] > 0 for kind in ("error", "slow", "malformed")) and served_glitches > 0
+    assert len(stats["fault_log"]) == sum(seen_faults.values())
+    assert stats["first_request_at"] <= stats["last_request_at"] <= time.time()
+
+
+def test_a_rejected_request_draws_no_fault(api, client):
+    api.reset(rate=1, burst=3, error_rate=1.0)
+    statuses = Counter(get_readings(client, api, ["WX00005"]).status_code for _ in range(10))
+    assert statuses[429] == 7
+    stats = api.stats()
+    assert stats["rate_limited"] == 7 and stats["requests"] == 10
+    assert [e["attempt"] for e in stats["fault_log"]] == [0, 1, 2]   # only the 3 admitted were drawn
+
+
+def test_health_and_stats_are_free_and_uncounted(api):
+    api.reset(rate=1, burst=1)
+    for _ in range(5):
+        assert requests.get(f"{api.url}/_health").json() == {"ok": True}
+        assert requests.get(f"{api.url}/_stats").status_code == 200
+    assert api.stats()["requests"] == 0
+
+
+def test_reset_zeroes_everything_and_applies_changes(api, client):
+    api.reset(error_rate=0.5)
+    for ids in distinct_requests(20):
+        get_readings(client, api, ids)
+    first_log = api.stats()["fault_log"]
+    assert api.stats()["requests"] == 20 and first_log
+
+    response = requests.post(f"{api.url}/_reset", json={"rate": 5, "burst": 2, "error_rate": 0.5})
+    assert response.status_code == 200 and response.json()["rate"] == 5
+    stats = api.stats()
+    assert (stats["requests"], stats["by_status"], stats["fetches"], stats["fault_log"]) == (0, {}, {}, [])
+    assert stats["faults"] == {"error": 0, "slow": 0, "malformed": 0, "glitch": 0}
+    assert stats["first_request_at"] is None and stats["config"]["burst"] == 2
+
+    # The bucket is full again (burst 2), and the fault sequence starts over.
+    for ids in distinct_requests(2):
+        get_readings(client, api, ids)
+    replayed = [(e["stations"], e["kind"], e["status"]) for e in api.stats()["fault_log"]]
+    assert replayed == [(e["stations"], e["kind"], e["status"]) for e in first_log if e["seq"] <= 2]
+    assert get_readings(client, api, ["WX00009"]).status_code == 429
+
+
+def test_reset_rejects_a_bad_change_and_keeps_the_config(api):
+    response = requests.post(f"{api.url}/_reset", json={"error_rate": 0.7, "slow_rate": 0.5})
+    assert response.status_code == 400 and "at most 1" in response.json()["error"]
+    response = requests.post(f"{api.url}/_reset", json={"ratee": 5})
+    assert response.status_code == 400 and "ratee" in response.json()["error"]
+    assert api.config == make_config()
+
+
+def test_config_lowers_the_limit_mid_run_without_zeroing(api, client):
+    for _ in range(5):
+        assert client.get(f"{api.url}/stations").status_code == 200
+    response = requests.post(f"{api.url}/_config", json={"rate": 2, "burst": 2})
+    assert response.status_code == 200 and response.json()["rate"] == 2
+    statuses = [client.get(f"{api.url}/stations") for _ in range(6)]
+    # The full bucket keeps its tokens, capped at the new burst of 2; then a 429 storm.
+    assert [r.status_code for r in statuses] == [200, 200, 429, 429, 429, 429]
+    assert statuses[-1].headers["X-RateLimit-Limit"] == "2"
+    stats = api.stats()
+    assert stats["requests"] == 11 and stats["rate_limited"] == 4
+
+
+# --------------------------------------------------------------------------- data and validation
+
+def test_readings_equal_the_answer_key(api, client):
+    ids = ["WX00000", "WX00042", "WX00299"]
+    body = get_readings(client, api, ids).json()
+    assert body["date"] == DAY
+    assert body["readings"] == {s: stations.readings(7, s, DAY) for s in ids}
+
+
+def test_glitches_are_served_and_counted(api, client):
+    api.reset(glitch_rate=0.1)
+    ids = stations.station_ids(20)
+    body = get_readings(client, api, ids).json()
+    expected = {s: stations.readings(7, s, DAY, 0.1) for s in ids}
+    assert body["readings"] == expected
+    glitched = [r for hours in body["readings"].values() for r in hours
+                if r["temperature_c"] == stations.GLITCH_TEMPERATURE]
+    assert 20 <= len(glitched) <= 80           # ~10% of 480 hours
+    assert api.stats()["faults"]["glitch"] == len(glitched)
+
+
+def test_pagination_covers_every_station_exactly_once(api, client):
+    seen, page, pages = [], 1, 0
+    while page is not None:
+        body = client.get(f"{api.url}/stations", params={"page": page, "per_page": 70}).json()
+        assert body["total"] == 300 and body["per_page"] == 70
+        seen += body["stations"]
+        page, pages = body["next_page"], pages + 1
+    assert seen == stations.station_ids(300)
+    assert pages == 5
+
+
+def test_default_page_size_comes_from_the_config(api, client):
+    body = client.get(f"{api.url}/stations").json()
+    assert len(body["stations"]) == 100 and body["page"] == 1 and body["next_page"] == 2
+
+
+def test_batch_larger_than_the_maximum_is_refused_with_the_maximum(api, client):
+    response = get_readings(client, api, stations.station_ids(51))
+    assert response.status_code == 400
+    assert response.json()["error"] == ("batch of 51 stations is larger than the maximum of 50; "
+                                        "split it into batches of at most 50")
+    assert get_readings(client, api, stations.station_ids(50)).status_code == 200
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}], ids=["missing", "wrong"])
+@pytest.mark.parametrize("path", ["/stations", "/readings?stations=WX00001&date=2026-01-15"])
+def test_a_missing_or_wrong_key_gets_401(api, headers, path):
+    response = requests.get(api.url + path, headers=headers)
+    assert response.status_code == 401
+    assert "X-API-Key" in response.json()["error"]
+    assert "X-RateLimit-Limit" not in response.headers
+
+
+@pytest.mark.parametrize("station", ["WX00300", "WX99999", "WX1", "XX00001"])
+def test_an_unknown_station_gets_404_naming_it(api, client, station):
+    response = get_readings(client, api, ["WX00001", station])
+    assert response.status_code == 404
+    assert station in response.json()["error"]
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"stations": "WX00001", "date": "2026-02-30"}, "date"),
+    ({"stations": "WX00001", "date": "15/01/2026"}, "date"),
+    ({"stations": "WX00001"}, "date"),
+    ({"stations": "", "date": DAY}, "no stations"),
+    ({"date": DAY}, "no stations"),
+    ({"stations": "WX00001,WX00002,WX00001", "date": DAY}, "more than once"),
+])
+def test_bad_readings_requests_get_400_saying_why(api, client, params, words):
+    response = client.get(f"{api.url}/readings", params=params)
+    assert response.status_code == 400
+    assert words in response.json()["error"]
+
+
+@pytest.mark.parametrize("params", [{"per_page": 1001}, {"per_page": 0}, {"page": 0}, {"page": "x"}])
+def test_bad_pages_get_400(api, client, params):
+    assert client.get(f"{api.url}/stations", params=params).status_code == 400
+
+
+# --------------------------------------------------------------------------- config and CLI
+
+@pytest.mark.parametrize("changes, field", [
+    ({"rate": 0}, "rate"), ({"burst": 0}, "burst"), ({"error_rate": 1.5}, "error_rate"),
+    ({"glitch_rate": -0.1}, "glitch_rate"), ({"retry_after": "minutes"}, "retry_after"),
+    ({"page_size": 5000}, "page_size"), ({"key": ""}, "key"), ({"burst": 2.5}, "burst"),
+])
+def test_config_validation_names_the_field(changes, field):
+    with pytest.raises(ValueError, match=field):
+        make_config(**changes)
+
+
+def test_config_from_settings_uses_the_effective_burst():
+    config = ApiConfig.from_settings(settings.load({"API_RATE": "7.5", "SEED": "3", "API_KEY": "k"}))
+    assert (config.rate, config.burst, config.seed, config.key) == (7.5, 8, 3, "k")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--rate", "-1"], "rate"),
+    (["--rate", "abc"], "--rate"),
+    (["--error-rate", "0.7", "--slow-rate", "0.5"], "at most 1"),
+    (["--retry-after", "never"], "--retry-after"),
+    (["--port", "70000"], "--port"),
+])
+def test_cli_bad_value_prints_one_sentence_and_exits_2(capsys, argv, words):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err
+
+
+def test_cli_bad_environment_prints_one_sentence_and_exits_2(capsys, monkeypatch):
+    monkeypatch.setenv("API_RATE", "fast")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--port", "0"])
+    assert exit_info.value.code == 2
+    assert "API_RATE" in capsys.readouterr().err
+
+
+def test_cli_serves_until_stopped():
+    command = [sys.executable, "-m", "workshop.api", "--port", "0", "--rate", "3", "--key", KEY]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("Stations API on http://127.0.0.1:") and "rate 3/s, burst 3" in line
+        url = line.split()[3].rstrip(":")
+        assert requests.get(f"{url}/_health", timeout=5).json() == {"ok": True}
+        assert requests.get(f"{url}/stations", headers={"X-API-Key": KEY}, timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=5)

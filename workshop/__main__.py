@@ -1,0 +1,36 @@
+"""`python -m workshop COMMAND ...`: the kit's command line."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+from .redis_provider import NoRedisError
+from .settings import SettingsError
+
+COMMANDS = {
+    "api": ("workshop.api", "run the fake Stations API"),
+    "bench-api": ("workshop.api_bench", "measure the fake API's throughput"),
+    "demo": ("workshop.demo", "run the most advanced chapter's pipeline end to end"),
+    "check-env": ("workshop.checkenv", "check the prerequisites"),
+    "exercises": ("workshop.exercises", "build | check | list the exercise copies in chapters/"),
+}
+
+
+def usage() -> str:
+    return "usage: python -m workshop COMMAND [options]\n" + "\n".join(
+        f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items())
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        print(usage(), file=sys.stderr)
+        return 2
+    try:
+        return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:]) or 0
+    except (SettingsError, NoRedisError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,668 @@
+"""The fake Stations API: a small, fast, standard-library HTTP server that behaves
+like the third-party API the workshop's pipelines fetch from.
+
+It serves station ids (paginated) and the hourly readings of a batch of stations,
+and it behaves like a real API in the ways that matter to a pipeline:
+
+- it wants an API key (``X-API-Key``) and rate-limits each key with a token
+  bucket, answering ``429`` with ``Retry-After`` and ``X-RateLimit-*`` headers;
+- it injects faults from a seeded profile: 5xx errors, slow responses, malformed
+  bodies, and sensor glitches in the data itself;
+- it counts everything it did (``GET /_stats``) so a test can compare what a
+  pipeline *thinks* happened with what the API *saw*.
+
+Faults are reproducible whatever the thread timing: the fault of a request is a
+pure function of (seed, which stations and date it asked for, how many times that
+same request was seen before). A retry of a failed request therefore gets a new,
+but again reproducible, draw.
+
+Layers, each testable on its own:
+``ApiConfig`` (validated knobs) -> ``TokenBucket`` -> ``StationsAPI.handle``
+(the whole behaviour, no sockets) -> ``ApiServer`` (ThreadingHTTPServer around it)
+-> ``main`` (the ``python -m workshop api`` command).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import email.utils
+import functools
+import hashlib
+import json
+import math
+import re
+import struct
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Mapping, NamedTuple
+from urllib.parse import parse_qs, urlsplit
+
+from workshop import settings as workshop_settings
+from workshop import stations
+
+MAX_PER_PAGE = 1000
+RETRY_AFTER_FORMS = ("seconds", "http-date")
+ERROR_STATUSES = (500, 502, 503)
+FAULT_KINDS = ("error", "slow", "malformed")
+API_PATHS = ("/stations", "/readings")
+JSON_TYPE = "application/json"
+
+
+# --------------------------------------------------------------------------- config
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """Every knob of the fake API. Frozen: a change makes a new config, swapped in whole."""
+
+    key: str = "workshop-key"
+    rate: float = 20.0            # requests per second per API key (bucket refill)
+    burst: int = 20               # bucket capacity: requests allowed back to back
+    max_batch: int = 50           # most stations one /readings request may ask for
+    stations: int = 2000          # how many stations /stations lists
+    page_size: int = 100          # default per_page of /stations
+    error_rate: float = 0.0       # share of /readings answered with a 5xx
+    slow_rate: float = 0.0        # share answered only after slow_seconds
+    slow_seconds: float = 3.0
+    malformed_rate: float = 0.0   # share answered 200 with a body that is not JSON
+    glitch_rate: float = 0.0      # share of hourly readings that are sensor glitches
+    retry_after: str = "seconds"  # Retry-After form on 429: "seconds" or "http-date"
+    seed: int = 42                # seeds the data set and the fault profile
+
+    def __post_init__(self):
+        _require(isinstance(self.key, str) and bool(self.key.strip()),
+                 "key must be a non-empty text; pass the key clients send in X-API-Key.")
+        _require(_is_number(self.rate) and self.rate > 0,
+                 f"rate must be a number of requests per second above 0, got {self.rate!r}; pass e.g. 20.")
+        for name in ("burst", "max_batch", "stations"):
+            value = getattr(self, name)
+            _require(_is_whole(value) and value >= 1,
+                     f"{name} must be a whole number of at least 1, got {value!r}; pass e.g. 20.")
+        _require(_is_whole(self.page_size) and 1 <= self.page_size <= MAX_PER_PAGE,
+                 f"page_size must be a whole number from 1 to {MAX_PER_PAGE}, got {self.page_size!r}; "
+                 "pass e.g. 100.")
+        for name in ("error_rate", "slow_rate", "malformed_rate", "glitch_rate"):
+            value = getattr(self, name)
+            _require(_is_number(value) and 0 <= value <= 1,
+                     f"{name} must be a share from 0 to 1, got {value!r}; pass e.g. 0.1.")
+        total = self.error_rate + self.slow_rate + self.malformed_rate
+        _require(total <= 1, f"error_rate + slow_rate + malformed_rate add up to {total:g}, more than 1; "
+                             "lower them so their sum is at most 1.")
+        _require(_is_number(self.slow_seconds) and self.slow_seconds >= 0,
+                 f"slow_seconds must be a number of seconds from 0 up, got {self.slow_seconds!r}; pass e.g. 3.")
+        _require(self.retry_after in RETRY_AFTER_FORMS,
+                 f"retry_after must be 'seconds' or 'http-date', got {self.retry_after!r}; pass one of those.")
+        _require(_is_whole(self.seed) and self.seed >= 0,
+                 f"seed must be a whole number from 0 up, got {self.seed!r}; pass e.g. 42.")
+
+    @classmethod
+    def from_settings(cls, s: workshop_settings.Settings) -> "ApiConfig":
+        return cls(
+            key=s.api_key, rate=s.api_rate, burst=s.effective_api_burst, max_batch=s.api_max_batch,
+            stations=s.api_stations, page_size=s.api_page_size, error_rate=s.api_error_rate,
+            slow_rate=s.api_slow_rate, slow_seconds=s.api_slow_seconds,
+            malformed_rate=s.api_malformed_rate, glitch_rate=s.api_glitch_rate,
+            retry_after=s.api_retry_after, seed=s.seed,
+        )
+
+    def changed(self, changes: Mapping[str, object]) -> "ApiConfig":
+        """A copy with `changes` applied; ValueError names an unknown field or a bad value."""
+        known = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(known))
+        _require(not unknown, f"unknown setting {', '.join(map(repr, unknown))}; "
+                              f"use only these: {', '.join(known)}.")
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- rate limit
+
+class TokenBucket:
+    """`capacity` tokens, refilled continuously at `rate` per second; one request takes one.
+
+    Not thread-safe on its own: StationsAPI calls it under its lock.
+    """
+
+    def __init__(self, rate: float, capacity: int, now: float):
+        self.rate, self.capacity = rate, capacity
+        self.tokens, self.updated = float(capacity), now   # starts full
+
+    def _refill(self, now: float) -> None:
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def take(self, now: float) -> bool:
+        """Take one token if there is one; False means: rate limited."""
+        self._refill(now)
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+    def seconds_until_token(self) -> float:
+        return max(0.0, (1 - self.tokens) / self.rate)
+
+    def seconds_until_full(self) -> float:
+        return (self.capacity - self.tokens) / self.rate
+
+    def reconfigure(self, rate: float, capacity: int, now: float) -> None:
+        """Switch to a new rate and size, keeping the tokens earned so far (capped at the new size)."""
+        self._refill(now)
+        self.rate, self.capacity = rate, capacity
+        self.tokens = min(self.tokens, capacity)
+
+
+# --------------------------------------------------------------------------- faults
+
+def _uniforms(*key: object) -> tuple[float, float]:
+    """Two numbers in [0, 1), a pure function of `key`."""
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=16).digest()
+    return tuple(x / 2**64 for x in struct.unpack(">2Q", digest))
+
+
+def draw_fault(config: ApiConfig, request_key: tuple, attempt: int) -> tuple[str, int]:
+    """The fault ("ok", "error", "slow" or "malformed") and status of one /readings request.
+
+    `request_key` is (sorted station ids, date); `attempt` counts earlier identical requests.
+    """
+    kind_draw, status_draw = _uniforms("fault", config.seed, request_key, attempt)
+    threshold = 0.0
+    for kind in FAULT_KINDS:
+        threshold += getattr(config, f"{kind}_rate")
+        if kind_draw < threshold:
+            status = ERROR_STATUSES[int(status_draw * len(ERROR_STATUSES))] if kind == "error" else 200
+            return kind, status
+    return "ok", 200
+
+
+# --------------------------------------------------------------------------- response bodies
+
+class Response(NamedTuple):
+    status: int
+    headers: dict
+    body: bytes
+    delay: float = 0.0   # seconds to wait before sending (a slow fault); the caller sleeps
+
+
+def _json_response(status: int, payload: object, headers: dict | None = None) -> Response:
+    return Response(status, {"Content-Type": JSON_TYPE, **(headers or {})}, json.dumps(payload).encode())
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> Response:
+    return _json_response(status, {"error": message}, headers)
+
+
+@functools.lru_cache(maxsize=20_000)
+def _station_json(seed: int, station: str, day: str, glitch_rate: float) -> tuple[bytes, int]:
+    """One station's 24 readings, JSON-encoded once, and how many of them are glitches."""
+    hours = stations.readings(seed, station, day, glitch_rate)
+    return json.dumps(hours).encode(), sum(not stations.is_plausible(r) for r in hours)
+
+
+def _readings_body(config: ApiConfig, ids: list[str], day: str) -> tuple[bytes, int]:
+    """The /readings JSON body, stitched from cached per-station parts, and its glitch count."""
+    parts, glitches = [], 0
+    for station in ids:
+        encoded, station_glitches = _station_json(config.seed, station, day, config.glitch_rate)
+        parts.append(b'"%s": %s' % (station.encode(), encoded))
+        glitches += station_glitches
+    return b'{"date": "%s", "readings": {%s}}' % (day.encode(), b", ".join(parts)), glitches
+
+
+def _truncated(body: bytes) -> bytes:
+    """A body cut in half: what a dropped connection or a buggy proxy delivers. Never valid JSON."""
+    return body[: max(1, len(body) // 2)]
+
+
+# --------------------------------------------------------------------------- validation
+
+def _is_listed(station: str, count: int) -> bool:
+    digits = station[2:]
+    return (station.startswith("WX") and digits.isascii() and digits.isdigit()
+            and int(digits) < count and stations.station_id(int(digits)) == station)
+
+
+def _parse_day(raw: str | None) -> str:
+    if not raw or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        raise ValueError(f"date {raw!r} is missing or not a date; pass date=YYYY-MM-DD")
+    try:
+        return dt.date.fromisoformat(raw).isoformat()
+    except ValueError:
+        raise ValueError(f"date {raw!r} is not a calendar date; pass date=YYYY-MM-DD") from None
+
+
+def _parse_station_list(raw: str | None, max_batch: int) -> list[str]:
+    ids = [s.strip() for s in (raw or "").split(",") if s.strip()]
+    if not ids:
+        raise ValueError("no stations asked for; pass stations=WX00000,WX00001,...")
+    duplicates = sorted(s for s, n in Counter(ids).items() if n > 1)
+    if duplicates:
+        raise ValueError(f"station {duplicates[0]} is asked for more than once; list each station once")
+    if len(ids) > max_batch:
+        raise ValueError(f"batch of {len(ids)} stations is larger than the maximum of {max_batch}; "
+                         f"split it into batches of at most {max_batch}")
+    return ids
+
+
+def _parse_positive_int(query: Mapping[str, str], name: str, default: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= high:
+        raise ValueError(f"{name}={raw!r} is not valid; pass a whole number from 1 to {high}")
+    return int(raw)
+
+
+# --------------------------------------------------------------------------- statistics
+
+class _Stats:
+    """What the API did since the last reset. Not thread-safe on its own: used under the lock."""
+
+    def __init__(self):
+        self.requests = 0
+        self.by_status: Counter = Counter()
+        self.faults: Counter = Counter({kind: 0 for kind in (*FAULT_KINDS, "glitch")})
+        self.fetches: Counter = Counter()
+        self.fault_log: list[dict] = []
+        self.first_request_at: float | None = None
+        self.last_request_at: float | None = None
+
+    def record(self, status: int, fault: str = "ok", ids: list[str] | None = None, day: str | None = None,
+               attempt: int = 0, glitches: int = 0) -> None:
+        now = time.time()
+        self.requests += 1
+        self.first_request_at = self.first_request_at or now
+        self.last_request_at = now
+        self.by_status[str(status)] += 1
+        if fault != "ok":
+            self.faults[fault] += 1
+            self.fault_log.append({"seq": self.requests, "kind": fault, "status": status,
+                                   "stations": ids, "date": day, "attempt": attempt})
+        if status == 200 and fault != "malformed" and ids:
+            self.fetches.update(ids)
+            self.faults["glitch"] += glitches
+
+    def as_dict(self, config: ApiConfig) -> dict:
+        return {
+            "requests": self.requests,
+            "by_status": dict(self.by_status),
+            "accepted": sum(n for status, n in self.by_status.items() if status.startswith("2")),
+            "rate_limited": self.by_status["429"],
+            "faults": dict(self.faults),
+            "fetches": dict(self.fetches),
+            "fault_log": [dict(entry) for entry in self.fault_log],
+            "first_request_at": self.first_request_at,
+            "last_request_at": self.last_request_at,
+            "config": config.as_dict(),
+        }
+
+
+# --------------------------------------------------------------------------- the API
+
+def _number_text(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+class StationsAPI:
+    """The whole behaviour of the API as one method, `handle`, with no sockets involved.
+
+    State (buckets, fault counters, stats) sits behind one lock, held only for
+    bookkeeping: encoding bodies and sleeping happen outside it.
+    """
+
+    def __init__(self, config: ApiConfig | None = None, clock: Callable[[], float] = time.monotonic):
+        self.config = config or ApiConfig()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._seen: Counter = Counter()     # request key -> how many times it passed validation
+        self._stats = _Stats()
+
+    # -- control, also reachable over HTTP as /_stats, /_reset, /_config
+
+    def stats(self) -> dict:
+        with self._lock:
+            return self._stats.as_dict(self.config)
+
+    def reset(self, **changes) -> ApiConfig:
+        """Apply `changes`, zero the stats, refill the buckets and restart the fault sequence."""
+        config = self.config.changed(changes)
+        with self._lock:
+            self.config = config
+            self._buckets.clear()
+            self._seen.clear()
+            self._stats = _Stats()
+        return config
+
+    def configure(self, **changes) -> ApiConfig:
+        """Apply `changes` and keep everything else: stats, fault sequence, tokens (capped at the new burst)."""
+        config = self.config.changed(changes)
+        with self._lock:
+            self.config = config
+            now = self._clock()
+            for bucket in self._buckets.values():
+                bucket.reconfigure(config.rate, config.burst, now)
+        return config
+
+    # -- requests
+
+    def handle(self, method: str, path: str, query: Mapping[str, str] | None = None,
+               headers: Mapping[str, str] | None = None, body: bytes = b"") -> Response:
+        """Answer one request. A slow fault comes back as `delay`: the caller sleeps, not us."""
+        query = query or {}
+        headers = {name.lower(): value for name, value in (headers or {}).items()}
+        if path.startswith("/_"):
+            return self._control(method, path, body)
+        if path not in API_PATHS:
+            return _error(404, f"no endpoint {path}; the API serves {', '.join(API_PATHS)}")
+        config = self.config   # one consistent config for the whole request
+        if headers.get("x-api-key") != config.key:
+            return self._counted(_error(401, "missing or wrong API key: send it in the X-API-Key header"))
+        admitted, limit_headers = self._admit(config, headers["x-api-key"])
+        if not admitted:
+            return self._counted(_error(429, "rate limit exceeded; wait for Retry-After seconds", limit_headers))
+        if method != "GET":
+            return self._counted(_error(405, f"{path} answers GET only", limit_headers))
+        if path == "/stations":
+            return self._counted(self._stations(config, query, limit_headers))
+        return self._readings(config, query, limit_headers)
+
+    def _counted(self, response: Response) -> Response:
+        with self._lock:
+            self._stats.record(response.status)
+        return response
+
+    def _admit(self, config: ApiConfig, key: str) -> tuple[bool, dict]:
+        """Take a token from the key's bucket; return whether we got one and the headers to send."""
+        with self._lock:
+            now = self._clock()
+            bucket = self._buckets.setdefault(key, TokenBucket(config.rate, config.burst, now))
+            admitted = bucket.take(now)
+            headers = {
+                "X-RateLimit-Limit": _number_text(bucket.rate),
+                "X-RateLimit-Remaining": str(int(bucket.tokens)),
+                "X-RateLimit-Reset": str(math.ceil(bucket.seconds_until_full())),
+            }
+            wait = max(1, math.ceil(bucket.seconds_until_token()))
+        if not admitted:
+            headers["Retry-After"] = self._retry_after(config, wait)
+        return admitted, headers
+
+    @staticmethod
+    def _retry_after(config: ApiConfig, wait: int) -> str:
+        """Retry-After per RFC 9110: delay-seconds, or an HTTP-date at least `wait` seconds ahead."""
+        if config.retry_after == "http-date":
+            # formatdate drops the fraction of a second, so round the moment up.
+            return email.utils.formatdate(math.ceil(time.time()) + wait, usegmt=True)
+        return str(wait)
+
+    def _stations(self, config: ApiConfig, query: Mapping[str, str], headers: dict) -> Response:
+        try:
+            page = _parse_positive_int(query, "page", 1, sys.maxsize)
+            per_page = _parse_positive_int(query, "per_page", config.page_size, MAX_PER_PAGE)
+        except ValueError as why:
+            return _error(400, str(why), headers)
+        start = min((page - 1) * per_page, config.stations)
+        ids = stations.station_ids(min(per_page, config.stations - start), start)
+        has_more = start + per_page < config.stations
+        return _json_response(200, {"stations": ids, "page": page, "per_page": per_page,
+                                    "total": config.stations, "next_page": page + 1 if has_more else None},
+                              headers)
+
+    def _readings(self, config: ApiConfig, query: Mapping[str, str], headers: dict) -> Response:
+        try:
+            ids = _parse_station_list(query.get("stations"), config.max_batch)
+            day = _parse_day(query.get("date"))
+        except ValueError as why:
+            return self._counted(_error(400, str(why), headers))
+        unknown = [s for s in ids if not _is_listed(s, config.stations)]
+        if unknown:
+            return self._counted(_error(
+                404, f"unknown station {unknown[0]}: it is not in the listing; GET /stations lists the "
+                     f"{config.stations} stations", headers))
+        request_key = (tuple(sorted(ids)), day)
+        with self._lock:
+            attempt = self._seen[request_key]
+            self._seen[request_key] += 1
+        fault, status = draw_fault(config, request_key, attempt)
+        response, glitches = self._faulty_readings(config, ids, day, fault, status, headers)
+        with self._lock:
+            self._stats.record(response.status, fault, ids, day, attempt, glitches)
+        return response
+
+    @staticmethod
+    def _faulty_readings(config, ids, day, fault, status, headers) -> tuple[Response, int]:
+        """The readings response as the drawn fault shapes it, and the glitches it serves."""
+        if fault == "error":
+            return _error(status, f"injected fault: the upstream failed with {status}; retry later", headers), 0
+        body, glitches = _readings_body(config, ids, day)
+        headers = {"Content-Type": JSON_TYPE, **headers}
+        if fault == "malformed":
+            return Response(200, headers, _truncated(body)), 0
+        return Response(200, headers, body, config.slow_seconds if fault == "slow" else 0.0), glitches
+
+    def _control(self, method: str, path: str, body: bytes) -> Response:
+        """The unauthenticated, uncounted endpoints tests and instructors use."""
+        routes = {("GET", "/_health"): lambda: {"ok": True},
+                  ("GET", "/_stats"): self.stats,
+                  ("POST", "/_reset"): lambda: self.reset(**self._changes(body)).as_dict(),
+                  ("POST", "/_config"): lambda: self.configure(**self._changes(body)).as_dict()}
+        route = routes.get((method, path))
+        if route is None:
+            return _error(404, f"no endpoint {method} {path}; control endpoints are "
+                               "GET /_health, GET /_stats, POST /_reset, POST /_config")
+        try:
+            return _json_response(200, route())
+        except ValueError as why:
+            return _error(400, str(why))
+
+    @staticmethod
+    def _changes(body: bytes) -> dict:
+        if not body.strip():
+            return {}
+        try:
+            changes = json.loads(body)
+        except ValueError:
+            raise ValueError("the body is not JSON; send an object such as {\"rate\": 5}") from None
+        _require(isinstance(changes, dict), "the body must be a JSON object such as {\"rate\": 5}.")
+        return changes
+
+
+# --------------------------------------------------------------------------- HTTP
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"     # keep-alive: clients reuse one connection
+    disable_nagle_algorithm = True    # small responses go out at once, not after 40 ms
+    timeout = 60                      # drop a keep-alive connection idle this long
+
+    def do_GET(self):
+        self._serve("GET")
+
+    def do_POST(self):
+        self._serve("POST")
+
+    def _serve(self, method: str) -> None:
+        url = urlsplit(self.path)
+        query = {name: values[-1] for name, values in parse_qs(url.query, keep_blank_values=True).items()}
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.send_error(400, "bad Content-Length")
+            return
+        body = self.rfile.read(length)
+        response = self.server.api.handle(method, url.path, query, self.headers, body)
+        if response.delay:
+            time.sleep(response.delay)
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    def log_message(self, format, *args):
+        pass   # one line per request would cost more than the request
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, api: StationsAPI):
+        self.api = api
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request, client_address):
+        # A client that timed out on a slow response and hung up is normal here, not an error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class ApiServer:
+    """The API on a real port, served from a daemon thread: `with ApiServer(config) as api: api.url`."""
+
+    def __init__(self, config: ApiConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+        self.api = StationsAPI(config)
+        self._httpd = _HTTPServer((host, port), self.api)   # binds now, so .url is known at once
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def config(self) -> ApiConfig:
+        return self.api.config
+
+    def start(self) -> "ApiServer":
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="stations-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted (the CLI's way)."""
+        try:
+            self._httpd.serve_forever()
+        finally:
+            self._httpd.server_close()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def stats(self) -> dict:
+        return self.api.stats()
+
+    def reset(self, **changes) -> ApiConfig:
+        return self.api.reset(**changes)
+
+    def configure(self, **changes) -> ApiConfig:
+        return self.api.configure(**changes)
+
+    def __enter__(self) -> "ApiServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------- command line
+
+class _CliError(Exception):
+    """A bad command-line value; its message is the one sentence the user sees."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One sentence, no usage block: the user knows the command, not the value.
+        raise _CliError(f"{message}; see python -m workshop api --help.")
+
+
+def _parser(s: workshop_settings.Settings) -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m workshop api", description="Serve the fake Stations API until Ctrl-C.")
+    p.add_argument("--host", default=s.api_host)
+    p.add_argument("--port", type=int, default=s.api_port, help="0 picks a free port")
+    p.add_argument("--key", default=s.api_key)
+    p.add_argument("--rate", type=float, default=s.api_rate, help="requests per second per key")
+    p.add_argument("--burst", type=int, default=None, help="bucket size (default: from settings, or the rate rounded up)")
+    p.add_argument("--max-batch", type=int, default=s.api_max_batch)
+    p.add_argument("--stations", type=int, default=s.api_stations)
+    p.add_argument("--page-size", type=int, default=s.api_page_size)
+    p.add_argument("--error-rate", type=float, default=s.api_error_rate)
+    p.add_argument("--slow-rate", type=float, default=s.api_slow_rate)
+    p.add_argument("--slow-seconds", type=float, default=s.api_slow_seconds)
+    p.add_argument("--malformed-rate", type=float, default=s.api_malformed_rate)
+    p.add_argument("--glitch-rate", type=float, default=s.api_glitch_rate)
+    p.add_argument("--retry-after", choices=RETRY_AFTER_FORMS, default=s.api_retry_after)
+    p.add_argument("--seed", type=int, default=s.seed)
+    return p
+
+
+def _config_from_args(args: argparse.Namespace, s: workshop_settings.Settings) -> ApiConfig:
+    # Without --burst: API_BURST if set, else one second's worth of the (possibly new) rate.
+    burst = args.burst if args.burst is not None else (s.api_burst or max(1, math.ceil(args.rate)))
+    return ApiConfig(key=args.key, rate=args.rate, burst=burst, max_batch=args.max_batch,
+                     stations=args.stations, page_size=args.page_size, error_rate=args.error_rate,
+                     slow_rate=args.slow_rate, slow_seconds=args.slow_seconds,
+                     malformed_rate=args.malformed_rate, glitch_rate=args.glitch_rate,
+                     retry_after=args.retry_after, seed=args.seed)
+
+
+def describe(config: ApiConfig, url: str) -> str:
+    return (f"Stations API on {url}: rate {_number_text(config.rate)}/s, burst {config.burst}, "
+            f"{config.stations} stations, max batch {config.max_batch}, "
+            f"faults error {config.error_rate:g} slow {config.slow_rate:g} ({config.slow_seconds:g} s) "
+            f"malformed {config.malformed_rate:g} glitch {config.glitch_rate:g}, seed {config.seed}, "
+            f"key {config.key!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m workshop api [options]`: serve until Ctrl-C. Bad values: one sentence, exit 2."""
+    try:
+        s = workshop_settings.load()
+        args = _parser(s).parse_args(argv)
+        if not 0 <= args.port <= 65535:
+            raise _CliError(f"--port {args.port} is not a port; pass 0 to 65535 (0 picks a free one).")
+        config = _config_from_args(args, s)
+        server = ApiServer(config, args.host, args.port)
+    except (_CliError, workshop_settings.SettingsError, ValueError) as why:
+        print(f"error: {why}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as why:
+        print(f"error: cannot listen on {args.host}:{args.port} ({why.strerror or why}); "
+              "pick another --host or --port.", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(describe(config, server.url), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("Stations API stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,60 @@
+"""`make demo`: the most advanced finished chapter's pipeline, end to end, on this machine.
+
+A chapter takes part by shipping `solutions/chNN_*/demo.py` with a Celery `app`
+and `run(r, settings) -> dict` (counts such as done, failed, missing). Until one
+does, the kit's self-check runs. The demo brings what every run needs: a Redis,
+the fake Stations API, an embedded worker; and prints a short summary.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import time
+
+from . import settings as settings_mod, target
+from .api import ApiConfig, ApiServer
+from .celery_app import use_redis
+from .redis_provider import provide_redis
+from .workers import EmbeddedWorker
+
+
+def pipeline_module():
+    """The demo module of the last chapter in solutions/ that has one, else the kit's self-check."""
+    target.activate("solutions")
+    for chapter in reversed(target.chapters("solutions")):
+        if (target.tree("solutions") / chapter / "demo.py").exists():
+            return importlib.import_module(f"{chapter}.demo")
+    return importlib.import_module("workshop.selfcheck")
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = settings_mod.load()
+    with provide_redis(settings) as redis_, ApiServer(ApiConfig.from_settings(settings), port=0) as api:
+        use_redis(redis_.url)
+        os.environ["API_URL"] = api.url
+        settings = settings_mod.load()
+        module = pipeline_module()
+        r = redis_.client()
+        print(f"Stations API: {api.url} (rate {settings.api_rate:g}/s, max batch {settings.api_max_batch})")
+        print(f"Pipeline: {module.__name__} on {settings.demo_stations} stations, day {settings.day}")
+        started = time.monotonic()
+        with EmbeddedWorker(module.app, pool="threads", concurrency=4):
+            outcome = module.run(r, settings)
+        duration = time.monotonic() - started
+        stats = api.stats()
+    print(summary(outcome, stats, duration))
+    complete = outcome.get("done", 0) == outcome.get("stations")
+    return 0 if complete else 1
+
+
+def summary(outcome: dict, stats: dict, duration: float) -> str:
+    done = outcome.get("done", 0)
+    lines = [
+        "",
+        f"stations done    {done} of {outcome.get('stations')}",
+        *(f"stations {name:<8}{value}" for name, value in outcome.items() if name not in ("done", "stations")),
+        f"API calls        {stats['requests']} ({stats['accepted']} accepted)",
+        f"429s             {stats['rate_limited']}",
+        f"duration         {duration:.1f} s ({done / duration:.0f} stations/s)" if duration else "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""Live progress of a pipeline, read from counters in Redis.
+
+A pipeline keeps a Redis hash with the fields `total`, `done` and `failed`
+(`start` and `advance` write it); `follow` draws a progress bar from it, in a
+notebook or a terminal, until every station is accounted for or time runs out.
+The bar only reads Redis, so it follows work done by any worker, anywhere.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import redis
+from tqdm.auto import tqdm
+
+FIELDS = ("total", "done", "failed")
+
+
+def start(r: redis.Redis, key: str, total: int) -> None:
+    """Begin counting a run of `total` items (forgets an earlier run under the same key)."""
+    with r.pipeline() as p:
+        p.delete(key)
+        p.hset(key, mapping={"total": total, "done": 0, "failed": 0})
+        p.execute()
+
+
+def advance(r: redis.Redis, key: str, done: int = 0, failed: int = 0) -> None:
+    with r.pipeline() as p:
+        if done:
+            p.hincrby(key, "done", done)
+        if failed:
+            p.hincrby(key, "failed", failed)
+        p.execute()
+
+
+def counters(r: redis.Redis, key: str) -> dict[str, int]:
+    values = r.hmget(key, FIELDS)
+    return {name: int(value or 0) for name, value in zip(FIELDS, values)}
+
+
+def follow(r: redis.Redis, key: str, *, desc: str = "stations", timeout: float = 300.0,
+           poll: float = 0.2, until: Callable[[], bool] | None = None) -> dict[str, int]:
+    """Show a bar for the counters at `key` until done + failed reaches total (or `until()` is true).
+
+    Returns the last counters read. Does not raise on timeout: the caller compares
+    the counters with what it expected and says what is missing.
+    """
+    now = counters(r, key)
+    deadline = time.monotonic() + timeout
+    with tqdm(total=now["total"], desc=desc, unit="st") as bar:
+        while True:
+            now = counters(r, key)
+            bar.total = now["total"]
+            bar.n = now["done"] + now["failed"]
+            bar.set_postfix(failed=now["failed"], refresh=False)
+            bar.refresh()
+            finished = now["total"] > 0 and bar.n >= now["total"]
+            if finished or (until is not None and until()) or time.monotonic() > deadline:
+                return now
+            time.sleep(poll)
