@@ -11,6 +11,7 @@ IMAGE=${REDIS_IMAGE:-workshop-redis:local}
 force=no
 [[ ${1:-} == --force ]] && force=yes
 rootfs='' cid=''
+# shellcheck disable=SC2317  # (it is called, by the trap)
 cleanup() {
     [[ -n $rootfs ]] && rm -rf "$rootfs"
     [[ -n $cid ]] && docker rm -f "$cid" >/dev/null 2>&1
@@ -51,7 +52,7 @@ else
         --change 'CMD ["/usr/bin/redis-server","--bind","0.0.0.0","--protected-mode","no"]' \
         - "$IMAGE" >/dev/null
     # --force: drop the image we replaced (fails harmlessly if a container uses it)
-    [[ -n $old_id ]] && docker rmi "$old_id" >/dev/null 2>&1 || true
+    if [[ -n $old_id ]]; then docker rmi "$old_id" >/dev/null 2>&1 || true; fi
     echo "redis image: built $IMAGE ($(docker image inspect -f '{{.Size}}' "$IMAGE") bytes)"
 fi
 

@@ -7,6 +7,7 @@ Most tests talk HTTP to a real server on a free port; the fault-determinism test
 from __future__ import annotations
 
 import email.utils
+import math
 import json
 import random
 import subprocess
@@ -105,11 +106,15 @@ def test_client_at_exactly_the_limit_is_never_rejected(api, client):
 
 def test_client_at_twice_the_limit_gets_about_half_rejected(api, client):
     api.reset(rate=20, burst=5)
+    started = time.perf_counter()
     responses = send_paced(client, f"{api.url}/stations?per_page=1", per_second=40, seconds=2.5)
-    # Theory: 100 requests in 2.5 s; the bucket admits its 5 tokens plus 20/s * ~2.5 s = ~55,
-    # so ~45 of 100 are rejected (0.45). Scheduling jitter moves that by a few requests.
+    took = time.perf_counter() - started
+    # Theory: 100 requests in 2.5 s; the bucket admits its 5 tokens plus 20/s * 2.5 s = 55,
+    # so 45 of 100 are rejected (0.45). Measured against the time the client really took,
+    # so a loaded machine that sends a little late does not move the target.
     rejected = [r for r in responses if r.status_code == 429]
-    assert 0.35 <= len(rejected) / len(responses) <= 0.55
+    expected_share = 1 - min(len(responses), 5 + 20 * took) / len(responses)
+    assert abs(len(rejected) / len(responses) - expected_share) <= 0.05
     assert {r.status_code for r in responses} == {200, 429}
     for response in responses:
         assert_rate_limit_headers(response, "20")
@@ -120,22 +125,28 @@ def test_client_at_twice_the_limit_gets_about_half_rejected(api, client):
 
 def test_retry_after_counts_whole_seconds_until_the_next_token(api, client):
     api.reset(rate=0.1, burst=1)    # one token every 10 s
+    started = time.monotonic()
     assert client.get(f"{api.url}/stations").status_code == 200
     rejected = client.get(f"{api.url}/stations")
+    elapsed = time.monotonic() - started
     assert rejected.status_code == 429
-    assert rejected.headers["Retry-After"] in ("10", "9")    # 9 only if the second request took > 0 s... rounded up
+    # The next token comes 10 s after the first request: what is left of that, rounded up
+    # (a loaded machine may take a while between the two requests).
+    assert math.ceil(10 - elapsed) <= int(rejected.headers["Retry-After"]) <= 10
     assert rejected.headers["X-RateLimit-Limit"] == "0.1"
 
 
 def test_retry_after_as_http_date_lies_far_enough_in_the_future(api, client):
     api.reset(rate=0.1, burst=1, retry_after="http-date")
+    before_first = time.time()
     client.get(f"{api.url}/stations")
-    before = time.time()
     rejected = client.get(f"{api.url}/stations")
+    after_second = time.time()
     assert rejected.status_code == 429
     when = email.utils.parsedate_to_datetime(rejected.headers["Retry-After"])
     assert when.tzinfo is not None
-    assert when.timestamp() >= before + 9    # at least the ~10 s until the next token
+    # Not before the next token (10 s after the first request), at most a second's rounding later.
+    assert before_first + 10 <= when.timestamp() <= after_second + 11
 
 
 # --------------------------------------------------------------------------- faults
@@ -182,8 +193,8 @@ def test_faults_depend_on_the_request_not_on_order_or_threads():
     assert len(expected) > 100                     # the profile injected plenty
     assert fault_outcomes(concurrent) == expected
     # A retry is a new draw: some request fails on one attempt and not on another.
-    kinds_by_request = Counter((key[0], key[1]) for key in expected)
-    assert any(n < 3 for n in kinds_by_request.values())
+    faulted_attempts = Counter((ids, day) for ids, day, _attempt in expected)
+    assert 1 in faulted_attempts.values() and 2 in faulted_attempts.values()
 
 
 def test_another_seed_gives_another_fault_profile():
@@ -237,7 +248,7 @@ def test_faults_over_http_from_threads_match_the_in_process_profile(api):
     for (ids, _day, _attempt), (kind, _status) in fault_outcomes(reference).items():
         if kind in ("error", "malformed"):
             expected[ids, kind] += 1
-    assert +Counter({k: n for k, n in observed.items() if k[1] != "served"}) == expected
+    assert Counter({k: n for k, n in observed.items() if k[1] != "served"}) == expected
 
 
 def test_error_fault_is_a_5xx_with_a_json_reason(api, client):
@@ -267,9 +278,8 @@ def test_slow_fault_takes_at_least_slow_seconds_then_serves_good_data(api, clien
 def test_a_client_that_times_out_on_a_slow_response_leaves_the_server_healthy(api, client):
     api.reset(slow_rate=1.0, slow_seconds=0.5)
     with pytest.raises(requests.Timeout):
-        get_readings(client, api, ["WX00001"]).raise_for_status() if False else client.get(
-            f"{api.url}/readings", params={"stations": "WX00001", "date": DAY}, timeout=0.1)
-    time.sleep(0.5)
+        client.get(f"{api.url}/readings", params={"stations": "WX00001", "date": DAY}, timeout=0.1)
+    time.sleep(0.5)    # the server now writes to a closed connection
     assert requests.get(f"{api.url}/_health", timeout=2).json() == {"ok": True}
 
 
@@ -294,7 +304,7 @@ def test_stats_count_exactly_what_the_client_saw(api, client):
             seen_faults["malformed"] += 1
         else:
             seen_faults["slow"] += time.perf_counter() - started >= 0.3
-            fetched.update(body["readings"])
+            fetched.update(body["readings"].keys())
             served_glitches += sum(not stations.is_plausible(r) for hours in body["readings"].values()
                                    for r in hours)
 
@@ -312,7 +322,7 @@ def test_stats_count_exactly_what_the_client_saw(api, client):
 
 
 def test_a_rejected_request_draws_no_fault(api, client):
-    api.reset(rate=1, burst=3, error_rate=1.0)
+    api.reset(rate=0.1, burst=3, error_rate=1.0)
     statuses = Counter(get_readings(client, api, ["WX00005"]).status_code for _ in range(10))
     assert statuses[429] == 7
     stats = api.stats()
@@ -328,26 +338,30 @@ def test_health_and_stats_are_free_and_uncounted(api):
     assert api.stats()["requests"] == 0
 
 
-def test_reset_zeroes_everything_and_applies_changes(api, client):
+def test_reset_zeroes_the_stats_and_restarts_the_fault_sequence(api, client):
     api.reset(error_rate=0.5)
     for ids in distinct_requests(20):
         get_readings(client, api, ids)
     first_log = api.stats()["fault_log"]
     assert api.stats()["requests"] == 20 and first_log
 
-    response = requests.post(f"{api.url}/_reset", json={"rate": 5, "burst": 2, "error_rate": 0.5})
-    assert response.status_code == 200 and response.json()["rate"] == 5
+    response = requests.post(f"{api.url}/_reset", json={"error_rate": 0.5, "glitch_rate": 0.1})
+    assert response.status_code == 200 and response.json()["glitch_rate"] == 0.1
     stats = api.stats()
     assert (stats["requests"], stats["by_status"], stats["fetches"], stats["fault_log"]) == (0, {}, {}, [])
     assert stats["faults"] == {"error": 0, "slow": 0, "malformed": 0, "glitch": 0}
-    assert stats["first_request_at"] is None and stats["config"]["burst"] == 2
+    assert stats["first_request_at"] is None and stats["config"]["glitch_rate"] == 0.1
 
-    # The bucket is full again (burst 2), and the fault sequence starts over.
-    for ids in distinct_requests(2):
+    for ids in distinct_requests(20):    # the same requests draw the same faults again
         get_readings(client, api, ids)
-    replayed = [(e["stations"], e["kind"], e["status"]) for e in api.stats()["fault_log"]]
-    assert replayed == [(e["stations"], e["kind"], e["status"]) for e in first_log if e["seq"] <= 2]
-    assert get_readings(client, api, ["WX00009"]).status_code == 429
+    assert api.stats()["fault_log"] == first_log
+
+
+def test_reset_refills_the_bucket(api, client):
+    api.reset(rate=0.1, burst=3)
+    assert [client.get(f"{api.url}/stations").status_code for _ in range(4)] == [200, 200, 200, 429]
+    assert requests.post(f"{api.url}/_reset").json()["burst"] == 3     # no body: same config
+    assert [client.get(f"{api.url}/stations").status_code for _ in range(4)] == [200, 200, 200, 429]
 
 
 def test_reset_rejects_a_bad_change_and_keeps_the_config(api):
@@ -361,12 +375,12 @@ def test_reset_rejects_a_bad_change_and_keeps_the_config(api):
 def test_config_lowers_the_limit_mid_run_without_zeroing(api, client):
     for _ in range(5):
         assert client.get(f"{api.url}/stations").status_code == 200
-    response = requests.post(f"{api.url}/_config", json={"rate": 2, "burst": 2})
-    assert response.status_code == 200 and response.json()["rate"] == 2
+    response = requests.post(f"{api.url}/_config", json={"rate": 0.5, "burst": 2})
+    assert response.status_code == 200 and response.json()["rate"] == 0.5
     statuses = [client.get(f"{api.url}/stations") for _ in range(6)]
     # The full bucket keeps its tokens, capped at the new burst of 2; then a 429 storm.
     assert [r.status_code for r in statuses] == [200, 200, 429, 429, 429, 429]
-    assert statuses[-1].headers["X-RateLimit-Limit"] == "2"
+    assert statuses[-1].headers["X-RateLimit-Limit"] == "0.5"
     stats = api.stats()
     assert stats["requests"] == 11 and stats["rate_limited"] == 4
 

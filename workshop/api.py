@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import re
+import signal
 import struct
 import sys
 import threading
@@ -345,9 +346,8 @@ class StationsAPI:
 
     def reset(self, **changes) -> ApiConfig:
         """Apply `changes`, zero the stats, refill the buckets and restart the fault sequence."""
-        config = self.config.changed(changes)
-        with self._lock:
-            self.config = config
+        with self._lock:   # validate inside, so two concurrent changes cannot undo each other
+            config = self.config = self.config.changed(changes)
             self._buckets.clear()
             self._seen.clear()
             self._stats = _Stats()
@@ -355,9 +355,8 @@ class StationsAPI:
 
     def configure(self, **changes) -> ApiConfig:
         """Apply `changes` and keep everything else: stats, fault sequence, tokens (capped at the new burst)."""
-        config = self.config.changed(changes)
         with self._lock:
-            self.config = config
+            config = self.config = self.config.changed(changes)
             now = self._clock()
             for bucket in self._buckets.values():
                 bucket.reconfigure(config.rate, config.burst, now)
@@ -379,7 +378,9 @@ class StationsAPI:
             return self._counted(_error(401, "missing or wrong API key: send it in the X-API-Key header"))
         admitted, limit_headers = self._admit(config, headers["x-api-key"])
         if not admitted:
-            return self._counted(_error(429, "rate limit exceeded; wait for Retry-After seconds", limit_headers))
+            return self._counted(_error(
+                429, f"rate limit of {_number_text(config.rate)} requests per second exceeded; "
+                     "retry after the time in the Retry-After header", limit_headers))
         if method != "GET":
             return self._counted(_error(405, f"{path} answers GET only", limit_headers))
         if path == "/stations":
@@ -450,7 +451,8 @@ class StationsAPI:
         return response
 
     @staticmethod
-    def _faulty_readings(config, ids, day, fault, status, headers) -> tuple[Response, int]:
+    def _faulty_readings(config: ApiConfig, ids: list[str], day: str, fault: str, status: int,
+                         headers: dict) -> tuple[Response, int]:
         """The readings response as the drawn fault shapes it, and the glitches it serves."""
         if fault == "error":
             return _error(status, f"injected fault: the upstream failed with {status}; retry later", headers), 0
@@ -556,7 +558,9 @@ class ApiServer:
         return self.api.config
 
     def start(self) -> "ApiServer":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="stations-api", daemon=True)
+        # A short poll interval makes stop() quick: shutdown() waits for the next poll.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="stations-api", daemon=True)
         self._thread.start()
         return self
 
@@ -640,6 +644,10 @@ def describe(config: ApiConfig, url: str) -> str:
             f"key {config.key!r}")
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m workshop api [options]`: serve until Ctrl-C. Bad values: one sentence, exit 2."""
     try:
@@ -657,6 +665,9 @@ def main(argv: list[str] | None = None) -> int:
               "pick another --host or --port.", file=sys.stderr)
         raise SystemExit(2) from None
     print(describe(config, server.url), flush=True)
+    if threading.current_thread() is threading.main_thread():
+        # In a container the server is PID 1, which ignores SIGTERM unless it handles it.
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

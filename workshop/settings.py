@@ -116,6 +116,8 @@ class Settings:
     day: dt.date = dt.date(2026, 1, 15)   # the day whose readings the pipelines summarise
     batch_size: int = 10              # stations per readings request a pipeline makes
     request_timeout: float = 2.0      # seconds a pipeline waits for one API response
+    beat_interval: float = 5.0        # seconds between two runs of a beat-scheduled pipeline
+    slice_size: int = 50              # stations one periodic run takes from the cursor
     demo_stations: int = 200          # how many stations `make demo` processes
     workshop_target: str = "solutions"  # which tree tests and notebooks import: solutions or chapters
 
@@ -141,7 +143,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "api_burst": lambda raw: _int(1)(raw) if raw.strip() else None,
     "api_max_batch": _int(1, 1000),
     "api_stations": _int(1, 1_000_000),
-    "api_page_size": _int(1, 10_000),
+    "api_page_size": _int(1, 1000),
     "api_error_rate": RATE,
     "api_slow_rate": RATE,
     "api_slow_seconds": _float(0.0),
@@ -152,6 +154,8 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "day": _date,
     "batch_size": _int(1, 1000),
     "request_timeout": _float(0.0, low_open=True),
+    "beat_interval": _float(0.0, low_open=True),
+    "slice_size": _int(1, 1_000_000),
     "demo_stations": _int(1, 1_000_000),
     "workshop_target": _choice("solutions", "chapters"),
 }
