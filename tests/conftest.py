@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -90,7 +89,7 @@ def fake_api(monkeypatch):
 
     def start(**profile) -> ApiServer:
         config = ApiConfig.from_settings(settings_mod.load())
-        server = ApiServer(dataclasses.replace(config, **profile), port=0).start()
+        server = ApiServer(config.changed(profile), port=0).start()
         servers.append(server)
         monkeypatch.setenv("API_URL", server.url)
         monkeypatch.setenv("API_KEY", server.config.key)

@@ -4,13 +4,26 @@ import subprocess
 import sys
 
 
-def test_demo_runs_end_to_end_and_reports(redis_server):
+def demo(redis_server, *args):
     env = dict(os.environ, REDIS_URL=redis_server.url, DEMO_STATIONS="60", BATCH_SIZE="7")
-    done = subprocess.run([sys.executable, "-m", "workshop", "demo"], capture_output=True, text=True,
-                          env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "workshop", "demo", *args], capture_output=True,
+                          text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    out = done.stdout
+    return done.stdout
+
+
+def test_the_kit_self_check_runs_end_to_end_and_reports(redis_server):
+    out = demo(redis_server, "--pipeline", "workshop.selfcheck")
+    assert "Pipeline: workshop.selfcheck on 60 stations" in out
     assert "stations done    60 of 60" in out
     assert "stations failed  0" in out and "stations wrong   0" in out
     assert "API calls        9 (9 accepted)" in out  # ceil(60 / 7) batches, one request each
     assert "429s             0" in out
+
+
+def test_the_default_demo_is_the_last_chapter_with_one(redis_server):
+    from workshop.demo import pipeline_module
+    expected = pipeline_module().__name__
+    out = demo(redis_server)
+    assert f"Pipeline: {expected} on 60 stations" in out
+    assert "stations done    60 of 60" in out and "429s             0" in out

@@ -7,6 +7,7 @@ the fake Stations API, an embedded worker; and prints a short summary.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import time
@@ -18,9 +19,11 @@ from .redis_provider import provide_redis
 from .workers import EmbeddedWorker
 
 
-def pipeline_module():
-    """The demo module of the last chapter in solutions/ that has one, else the kit's self-check."""
+def pipeline_module(name: str | None = None):
+    """Module `name`, else the demo of the last chapter in solutions/ that has one, else the self-check."""
     target.activate("solutions")
+    if name:
+        return importlib.import_module(name)
     for chapter in reversed(target.chapters("solutions")):
         if (target.tree("solutions") / chapter / "demo.py").exists():
             return importlib.import_module(f"{chapter}.demo")
@@ -28,12 +31,16 @@ def pipeline_module():
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workshop demo")
+    parser.add_argument("--pipeline", metavar="MODULE",
+                        help="the demo module to run (default: the last chapter's, else workshop.selfcheck)")
+    args = parser.parse_args(argv)
     settings = settings_mod.load()
     with provide_redis(settings) as redis_, ApiServer(ApiConfig.from_settings(settings), port=0) as api:
         use_redis(redis_.url)
         os.environ["API_URL"] = api.url
         settings = settings_mod.load()
-        module = pipeline_module()
+        module = pipeline_module(args.pipeline)
         r = redis_.client()
         print(f"Stations API: {api.url} (rate {settings.api_rate:g}/s, max batch {settings.api_max_batch})")
         print(f"Pipeline: {module.__name__} on {settings.demo_stations} stations, day {settings.day}")

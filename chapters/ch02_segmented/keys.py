@@ -1,0 +1,84 @@
+# Exercise copy of solutions/ch02_segmented/keys.py, made by `python -m workshop exercises build`.
+# Nothing to fill in here; it is part of the chapter's code. Change the solution, not this copy.
+"""Every Redis key the segments use, in one place, all prefixed with the run's day.
+
+A station moves through four sets, one segment at a time:
+
+    stations (every station discovered: the run's universe)
+    pending  --fetch-->  fetched  --transform-->  transformed  --persist-->  persisted
+
+A segment's input is a set and its output the next set, so what is left to do is
+always visible in Redis, and a segment that dies leaves its ids where they were.
+Only ids and small records live here; raw readings get a TTL.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from workshop import settings as settings_mod
+
+PREFIX = "pipeline"
+RAW_TTL = 24 * 3600   # raw readings are only needed until transform has run
+SEGMENTS = ("discover", "fetch", "transform", "persist")
+
+
+def day_of(day: dt.date | str | None = None) -> str:
+    """The run's day as YYYY-MM-DD; by default the day in the settings (read now, not at import)."""
+    if day is None:
+        day = settings_mod.load().day
+    return day if isinstance(day, str) else day.isoformat()
+
+
+@dataclass(frozen=True)
+class Keys:
+    day: str
+
+    @property
+    def base(self) -> str:
+        return f"{PREFIX}:{self.day}"
+
+    @property
+    def stations(self) -> str:      # set: every station discover found
+        return f"{self.base}:stations"
+
+    @property
+    def pending(self) -> str:       # set: to fetch
+        return f"{self.base}:pending"
+
+    @property
+    def fetched(self) -> str:       # set: raw readings stored, to transform
+        return f"{self.base}:fetched"
+
+    @property
+    def transformed(self) -> str:   # set: summary stored, to persist
+        return f"{self.base}:transformed"
+
+    @property
+    def persisted(self) -> str:     # set: in SQLite
+        return f"{self.base}:persisted"
+
+    @property
+    def fetch_errors(self) -> str:  # hash: station -> why its last fetch failed (gone once fetched)
+        return f"{self.base}:fetch:errors"
+
+    @property
+    def summaries(self) -> str:     # hash: station -> daily summary (JSON)
+        return f"{self.base}:summaries"
+
+    def raw(self, station: str) -> str:   # string: the station's 24 readings (JSON), with RAW_TTL
+        return f"{self.base}:raw:{station}"
+
+    @property
+    def pattern(self) -> str:
+        """Matches every data key of this day (not the progress counters)."""
+        return f"{self.base}:*"
+
+    def progress(self, segment: str) -> str:
+        """workshop.progress counters of the segment's latest run; outside `pattern` on purpose:
+        counters describe a run, they are not the pipeline's state."""
+        return f"progress:{PREFIX}:{self.day}:{segment}"
+
+
+def for_day(day: dt.date | str | None = None) -> Keys:
+    return Keys(day_of(day))

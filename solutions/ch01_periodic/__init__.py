@@ -1,0 +1,6 @@
+"""Chapter 1: the monolith on a timer, and its failure modes, measured.
+
+Read it top to bottom: stations_api (the API client), summary (the transform),
+keys (what lives in Redis), runs (the run log), pipeline (the one big task),
+app (the Celery app and its beat schedule), measure (the figures), demo.
+"""

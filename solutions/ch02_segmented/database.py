@@ -1,0 +1,54 @@
+"""The daily summaries in SQLite: one row per (station, date), written by upsert.
+
+The file: the `db` argument, else the CH02_DB environment variable, else
+ch02_segmented.sqlite3 in the system's temp folder.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+from contextlib import closing
+from pathlib import Path
+
+from workshop.stations import SUMMARY_FIELDS
+
+TABLE = "daily_summaries"
+COLUMNS = SUMMARY_FIELDS   # station, date, hours, glitches, temp_min, ...
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    station TEXT NOT NULL, date TEXT NOT NULL, hours INTEGER, glitches INTEGER,
+    temp_min REAL, temp_max REAL, temp_mean REAL, humidity_mean REAL, rain_total REAL,
+    PRIMARY KEY (station, date)
+)"""
+
+
+def path(db: str | os.PathLike | None = None) -> Path:
+    return Path(db or os.environ.get("CH02_DB") or Path(tempfile.gettempdir()) / "ch02_segmented.sqlite3")
+
+
+def connect(db: str | os.PathLike | None = None) -> sqlite3.Connection:
+    """A connection with the table in place; several workers may write: wait for the lock, don't fail."""
+    conn = sqlite3.connect(path(db), timeout=30)
+    conn.execute(SCHEMA)
+    return conn
+
+
+def upsert(conn: sqlite3.Connection, summaries: list[dict]) -> None:
+    """Write each summary; a (station, date) already there is updated, not duplicated or refused."""
+    # >>> exercise 2.3: executemany one INSERT INTO TABLE (COLUMNS) VALUES (:station, ...) ... ON CONFLICT (station, date) DO UPDATE SET col = excluded.col for the other columns
+    names = ", ".join(COLUMNS)
+    values = ", ".join(f":{c}" for c in COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in ("station", "date"))
+    conn.executemany(f"INSERT INTO {TABLE} ({names}) VALUES ({values}) "
+                     f"ON CONFLICT (station, date) DO UPDATE SET {updates}", summaries)
+    # <<<
+
+
+def rows(db: str | os.PathLike | None = None, day: str | None = None) -> list[dict]:
+    """Every row (of `day`, if given), ordered by station, as dicts like the summaries."""
+    with closing(connect(db)) as conn:
+        conn.row_factory = sqlite3.Row
+        where, params = ("WHERE date = ?", (day,)) if day else ("", ())
+        return [dict(row) for row in conn.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM {TABLE} {where} ORDER BY station, date", params)]

@@ -1,0 +1,64 @@
+"""Segment 2, fetch: the readings of every pending station, one API request per batch.
+
+Input: `pending`. Output: `raw:<station>` (the 24 readings, with a TTL) and
+`fetched`. A batch moves its stations from pending to fetched only once their
+readings are stored; a batch that fails (an API error, a 429, a timeout, a
+broken body) leaves them in pending, with the reason in `fetch:errors`, so the
+next run fetches them. No retries here: chapter 4 adds them.
+"""
+from __future__ import annotations
+
+import json
+
+import requests
+
+from ch01_periodic.stations_api import fetch_readings
+from workshop import progress, settings as settings_mod
+
+from . import keys
+from .app import app
+from .batches import fan_out
+from .connection import redis_client
+
+# What a batch can run into that is the API's fault, not ours: these are recorded, not raised.
+# (A body that is not JSON raises requests' JSONDecodeError, a ValueError.)
+API_ERRORS = (requests.RequestException, ValueError, KeyError)
+
+
+@app.task
+def run_segment(day: str | None = None, batch_size: int | None = None) -> dict:
+    """Entry task: one fetch_batch per batch of pending stations; {stations, batches}."""
+    r, k, s = redis_client(), keys.for_day(day), settings_mod.load()
+    size = min(batch_size or s.batch_size, s.api_max_batch)
+    return fan_out(r, k.progress("fetch"), fetch_batch, list(r.smembers(k.pending)), size, k.day)
+
+
+def record_failure(r, k: keys.Keys, batch: list[str], error: Exception) -> None:
+    """Say why, per station, and count them as failed; the stations themselves stay in pending."""
+    response = getattr(error, "response", None)
+    why = (f"HTTP {response.status_code} {response.reason}" if response is not None
+           else f"{type(error).__name__}: {error}"[:200])
+    r.hset(k.fetch_errors, mapping={station: why for station in batch})
+    progress.advance(r, k.progress("fetch"), failed=len(batch))
+
+
+@app.task
+def fetch_batch(batch: list[str], day: str) -> dict:
+    """Fetch one batch (ids only came through the broker) and move it pending -> fetched."""
+    r, k = redis_client(), keys.Keys(day)
+    # >>> exercise 2.1: fetch_readings(batch, day); on API_ERRORS: record_failure, return {"day": day, "done": 0, "failed": len(batch)} (nothing moves); else ONE MULTI pipeline: per station SET k.raw(station) (JSON, ex=keys.RAW_TTL) + SMOVE k.pending -> k.fetched, then HDEL the batch from k.fetch_errors
+    try:
+        readings = fetch_readings(batch, day)
+        payloads = {station: json.dumps(readings[station]) for station in batch}
+    except API_ERRORS as error:
+        record_failure(r, k, batch, error)
+        return {"day": day, "done": 0, "failed": len(batch)}
+    with r.pipeline() as p:   # MULTI/EXEC: readings stored and ids moved together, or neither
+        for station, payload in payloads.items():
+            p.set(k.raw(station), payload, ex=keys.RAW_TTL)
+            p.smove(k.pending, k.fetched, station)
+        p.hdel(k.fetch_errors, *batch)
+        p.execute()
+    # <<<
+    progress.advance(r, k.progress("fetch"), done=len(batch))
+    return {"day": day, "done": len(batch), "failed": 0}
