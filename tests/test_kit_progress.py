@@ -32,3 +32,17 @@ def test_start_forgets_an_earlier_run(redis):
     progress.advance(redis, "p", done=5)
     progress.start(redis, "p", total=8)
     assert progress.counters(redis, "p") == {"total": 8, "done": 0, "failed": 0}
+
+
+def test_follow_stops_when_until_says_so_and_reports_what_was_done_by_then(redis):
+    progress.start(redis, "p", total=10)
+    asked = []
+
+    def until():
+        asked.append(1)
+        if len(asked) == 3:  # the last batch ends, then `until` sees every task done
+            progress.advance(redis, "p", done=4)
+            return True
+        return False
+
+    assert progress.follow(redis, "p", until=until, poll=0.01) == {"total": 10, "done": 4, "failed": 0}

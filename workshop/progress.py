@@ -49,12 +49,13 @@ def follow(r: redis.Redis, key: str, *, desc: str = "stations", timeout: float =
     deadline = time.monotonic() + timeout
     with tqdm(total=now["total"], desc=desc, unit="st") as bar:
         while True:
+            # `until` first: counters read after it are final when it says stop.
+            stop = (until is not None and until()) or time.monotonic() > deadline
             now = counters(r, key)
             bar.total = now["total"]
             bar.n = now["done"] + now["failed"]
             bar.set_postfix(failed=now["failed"], refresh=False)
             bar.refresh()
-            finished = now["total"] > 0 and bar.n >= now["total"]
-            if finished or (until is not None and until()) or time.monotonic() > deadline:
+            if stop or (now["total"] > 0 and bar.n >= now["total"]):
                 return now
             time.sleep(poll)
