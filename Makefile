@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 
-.PHONY: venv demo test lab check-env exercises check-exercises bench-api up
+.PHONY: venv demo test lab check-env exercises check-exercises bench-api bench-loop up
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ check-exercises: venv ## fail when chapters/ is out of date with solutions/
 
 bench-api: venv       ## the fake API's throughput
 	$(BIN)/python -m workshop bench-api
+
+bench-loop: venv      ## chapter 1's periodic pipeline vs chapter 3's loop, same day, side by side
+	PYTHONPATH=solutions $(BIN)/python -m ch03_signals.benchmark $(BENCH_ARGS)
 
 up:                   ## redis, API, worker, beat, flower, jupyter in containers
 	docker-compose up

@@ -1,0 +1,61 @@
+# Exercise copy of solutions/ch03_signals/tasks.py, made by `python -m workshop exercises build`.
+# Nothing to fill in here; it is part of the chapter's code. Change the solution, not this copy.
+"""The loop's steps: chapter 2's batch logic, unchanged, as this app's tasks.
+
+Each step takes (batch, day, ...) and reads and writes chapter 2's keys. The
+only thing added is that a failed fetch is *loud*: chapter 2's fetch_batch
+records the failure (the stations stay in `pending`, the reason in
+`fetch:errors`) and returns normally; here the step then raises BatchFailed, so
+the failure reaches Celery's `task_failure` signal, and with it the error log
+and the loop (which goes on, see loop.py). The stations are safely back in
+pending before it raises: raising loses nothing.
+
+The bodies are plain functions (fetch, transform, persist) so another app can
+register them as its own tasks (chapter 4 does, to swap in its own fetch).
+"""
+from __future__ import annotations
+
+from ch02_segmented import fetch as fetch_segment, keys, persist as persist_segment
+from ch02_segmented import transform as transform_segment
+from ch02_segmented.connection import redis_client
+
+from .app import app
+
+
+class BatchFailed(Exception):
+    """A batch's API call failed; its stations are still pending and will be fetched again."""
+
+
+def fetch(batch: list[str], day: str) -> dict:
+    """Fetch one batch with chapter 2's logic; raise BatchFailed if it failed (stations stay pending)."""
+    outcome = fetch_segment.fetch_batch(batch, day)   # calling a task object runs its body, here
+    if outcome["failed"]:
+        why = redis_client().hget(keys.Keys(day).fetch_errors, batch[0])
+        raise BatchFailed(f"{len(batch)} stations {batch[0]}..{batch[-1]} stay pending: {why}")
+    return outcome
+
+
+def transform(batch: list[str], day: str) -> dict:
+    """Chapter 2's transform; a station whose raw readings expired goes back to pending, not lost."""
+    return transform_segment.transform_batch(batch, day)
+
+
+def persist(batch: list[str], day: str, db: str | None = None) -> dict:
+    """Chapter 2's persist. A station without a summary goes back to transform, so the loop cannot spin on it."""
+    outcome = persist_segment.persist_batch(batch, day, db=db)
+    if outcome["failed"]:
+        r, k = redis_client(), keys.Keys(day)
+        for station, summary in zip(batch, r.hmget(k.summaries, batch)):
+            if summary is None:
+                r.smove(k.transformed, k.fetched, station)
+    return outcome
+
+
+# `throws`: BatchFailed is an expected outcome: the worker logs it in one line, without a
+# traceback, and it is still a FAILURE that fires task_failure. No results stored: the
+# loop and the history learn everything from signals.
+fetch_batch = app.task(fetch, name="ch03_signals.fetch_batch", throws=(BatchFailed,), ignore_result=True)
+transform_batch = app.task(transform, name="ch03_signals.transform_batch", ignore_result=True)
+persist_batch = app.task(persist, name="ch03_signals.persist_batch", ignore_result=True)
+
+BATCH_TASKS = (fetch_batch, transform_batch, persist_batch)

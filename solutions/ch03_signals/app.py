@@ -1,0 +1,34 @@
+"""Chapter 3's Celery app: the loop's batch tasks and one beat entry, the watchdog.
+
+    celery -A ch03_signals.app worker -c 2      # any number of workers: still one loop per day
+    celery -A ch03_signals.app beat             # only for the watchdog; no schedule drives the work
+
+The modules in `include` are imported by every worker when it starts: the tasks,
+and the modules that hang handlers on their signals (the loop, the history, the
+error log). They import this module, not the other way round.
+"""
+from __future__ import annotations
+
+from workshop import settings as settings_mod
+from workshop.celery_app import make_app
+
+WATCHDOG = "ch03_signals.watchdog"
+
+app = make_app("ch03_signals", include=[
+    "ch03_signals.tasks",       # the batch tasks
+    "ch03_signals.pipeline",    # the loop: task_success / task_failure send the next batch
+    "ch03_signals.history",     # task_prerun / task_postrun: per-task history
+    "ch03_signals.error_log",   # task_failure: the error log
+    "ch03_signals.watchdog",    # the beat task that restarts a dead loop
+])
+
+
+def beat_schedule(settings: settings_mod.Settings | None = None) -> dict:
+    """One entry: the watchdog, every BEAT_INTERVAL seconds. Cheap: a few Redis reads per tick."""
+    s = settings or settings_mod.load()
+    return {"loop-watchdog": {"task": WATCHDOG, "schedule": s.beat_interval}}
+
+
+# Read when the app is first configured (a beat process: at start). In a process that already
+# used the app, assign `app.conf.beat_schedule = beat_schedule()` to pick up a new interval.
+app.add_defaults(lambda: {"beat_schedule": beat_schedule()})

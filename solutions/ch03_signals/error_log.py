@@ -1,0 +1,52 @@
+"""Secondary work on signals: an error log of every failed batch task.
+
+`task_failure` runs in the worker's pool process when a task raises; this
+handler appends one entry to a Redis stream: task, task_id, day, the station
+batch, the exception, and the time. Nothing in the pipeline writes to it.
+"""
+from __future__ import annotations
+
+import json
+import time
+from functools import partial
+
+import redis
+from celery import Task
+from celery.signals import task_failure
+
+from ch02_segmented.connection import redis_client
+
+from . import tasks
+
+ERRORS = "ch03:errors"
+MAXLEN = 100_000
+
+
+def connect(*batch_tasks: Task, stream: str = ERRORS) -> None:
+    for task in batch_tasks:   # lazy task proxies are fine: Celery connects the task once it is made
+        task_failure.connect(partial(_on_failure, stream=stream), sender=task, weak=False,
+                             dispatch_uid=f"error_log:{stream}")
+
+
+def _on_failure(sender: Task, task_id: str, exception: BaseException, args=(), stream: str = ERRORS, **_) -> None:
+    batch = args[0] if args and isinstance(args[0], list) else []
+    redis_client().xadd(stream, {
+        "task": sender.name.rsplit(".", 1)[-1],
+        "task_id": task_id,
+        "day": args[1] if len(args) > 1 else "",
+        "batch": json.dumps(batch),
+        "exception": f"{type(exception).__name__}: {exception}"[:500],
+        "at": repr(time.time()),
+    }, maxlen=MAXLEN, approximate=True)
+
+
+def entries(r: redis.Redis, day: str | None = None, stream: str = ERRORS) -> list[dict]:
+    """The error log, oldest first (of `day`, if given); `batch` as a list, `at` as epoch seconds."""
+    rows = []
+    for entry_id, fields in r.xrange(stream):
+        if day is None or fields.get("day") == day:
+            rows.append({**fields, "id": entry_id, "batch": json.loads(fields["batch"]), "at": float(fields["at"])})
+    return rows
+
+
+connect(*tasks.BATCH_TASKS)

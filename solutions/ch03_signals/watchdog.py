@@ -1,0 +1,57 @@
+"""The watchdog: a beat task that restarts a loop that died silently.
+
+A loop can die without anybody noticing: a signal handler that raises is logged
+and swallowed by Celery (the batch succeeded, so nothing is retried); a worker
+killed between two batches takes the next one with it. The loop's lock then
+expires (its TTL), and nothing sends a batch any more, although work is left.
+
+Every BEAT_INTERVAL seconds the watchdog looks at each watched day: no lock, no
+stop switch, work left -> start the loop again (with the same `start` as kick,
+so it can never make a second loop). It is low-frequency on purpose: the loop
+does the work, the watchdog only repairs.
+"""
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from ch02_segmented.connection import redis_client
+
+from .app import WATCHDOG, app
+from .loop import Loop
+from .pipeline import LOOP
+
+log = logging.getLogger(__name__)
+
+
+def check_day(r: redis.Redis, loop: Loop, day: str) -> str:
+    """Look after one day's loop: "stopped", "running", "idle" (no work: forgotten) or "restarted"."""
+    k = loop.keys(day)
+    # >>> exercise 3.4: stop switch set -> "stopped"; lock there -> "running"; loop.next_step(r, day) is None -> SREM day from loop.watched, "idle"; else loop.start(r, day) (None: someone was quicker -> "running"), INCR k.restarts, "restarted"
+    if r.exists(k.stop):
+        return "stopped"          # stopped on purpose: only kick resumes it
+    if r.exists(k.lock):
+        return "running"          # alive (its lock is refreshed every batch)
+    if loop.next_step(r, day) is None:
+        r.srem(loop.watched, day)
+        return "idle"
+    if loop.start(r, day) is None:
+        return "running"          # a kick was quicker: still one loop
+    r.incr(k.restarts)
+    return "restarted"
+    # <<<
+
+
+def check(r: redis.Redis, loop: Loop) -> dict[str, str]:
+    """check_day for every day the loop watches: {day: what happened}."""
+    seen = {day: check_day(r, loop, day) for day in sorted(r.smembers(loop.watched))}
+    for day, what in seen.items():
+        if what == "restarted":
+            log.warning("watchdog: the %s loop of %s had work but no lock: restarted", loop.name, day)
+    return seen
+
+
+@app.task(name=WATCHDOG, ignore_result=True)
+def watchdog() -> dict[str, str]:
+    return check(redis_client(), LOOP)

@@ -1,0 +1,349 @@
+"""Chapter 3: a pipeline that triggers itself with Celery signals, one loop per pipeline.
+
+Real workers (in-thread, and real prefork processes), the fake API, the session's
+Redis. Each test drives a whole day through chapter 2's segments with the loop and
+checks what happened from the outside: the API's own counts, the SQLite rows
+against the answer key, and the history the signals wrote.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from celery.signals import task_prerun
+
+from workshop import settings as settings_mod, stations as answer_key
+from workshop.workers import EmbeddedBeat
+
+from ch02_segmented import database, keys as segment_keys
+from ch03_signals import error_log, history, pipeline, tasks, watchdog
+from ch03_signals.app import app, beat_schedule
+from ch03_signals.pipeline import LOOP
+
+N = 40          # stations per test: small, so the module stays quick on a busy machine
+TIMEOUT = 60.0  # seconds a loop may take before a test gives up
+
+
+@pytest.fixture
+def worker(embedded_worker):
+    return embedded_worker(app, pool="threads", concurrency=2)
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    """A fresh SQLite file; CH02_DB points every persist task at it (worker processes included)."""
+    path = tmp_path / "summaries.sqlite3"
+    monkeypatch.setenv("CH02_DB", str(path))
+    return str(path)
+
+
+@pytest.fixture
+def k(settings):
+    return segment_keys.for_day(settings.day)
+
+
+def use(monkeypatch, **settings) -> None:
+    """Set settings (BATCH_SIZE=..., CH03_LOCK_TTL=...) for this test, workers included."""
+    for name, value in settings.items():
+        monkeypatch.setenv(name.upper(), str(value))
+
+
+def batch_size() -> int:
+    s = settings_mod.load()
+    return min(s.batch_size, s.api_max_batch)
+
+
+def finish(r, k, timeout: float = TIMEOUT) -> None:
+    """Wait for the loop to run out of work, and for the history to hold its last batch."""
+    assert LOOP.wait(r, k.day, timeout), f"the loop did not finish in {timeout:.0f} s: {LOOP.status(r, k.day)}"
+    history.iterations(r, k.day)
+
+
+def on_prerun(task, receiver):
+    """Connect `receiver` to task_prerun of `task` for this test (the embedded worker runs in this process)."""
+    task_prerun.connect(receiver, sender=task, weak=False)
+    return receiver
+
+
+def iterations(r, k, task: str | None = None) -> list[dict]:
+    """The history of the day's batch tasks (of `task`, if given), in the order they started."""
+    rows = sorted(history.entries(r, k.day), key=lambda e: e["started"])
+    return [e for e in rows if task is None or e["task"] == task]
+
+
+def assert_one_chain(rows: list[dict]) -> None:
+    """Each batch was sent by the handler of the one before it: one loop, never two at once."""
+    for before, after in zip(rows, rows[1:]):
+        assert after["parent_id"] == before["task_id"], f"{after['task']} {after['first']} was not sent by " \
+                                                        f"the batch before it ({before['task']} {before['first']})"
+
+
+def assert_complete_and_correct(r, k, db, api, ids) -> None:
+    rows = database.rows(db, k.day)
+    expected = [answer_key.expected_summary(s, k.day, api.config.seed, api.config.glitch_rate) for s in sorted(ids)]
+    assert [row["station"] for row in rows] == sorted(ids), "one row per station, once"
+    wrong = [row["station"] for row, e in zip(rows, expected) if not answer_key.same_summary(row, e)]
+    assert not wrong, f"rows that differ from the answer key: {wrong}"
+    assert set(r.smembers(k.persisted)) == set(ids)
+    assert not r.exists(k.pending, k.fetched, k.transformed), "nothing left in any segment"
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def test_the_loop_drains_every_station_exactly_once_and_the_results_equal_the_answer_key(
+        redis, fake_api, worker, db, k):
+    api = fake_api(stations=N, glitch_rate=0.05)
+    ids = answer_key.station_ids(N)
+    pipeline.discover(k.day)
+
+    owner = pipeline.kick(redis, k.day)   # no beat anywhere in this test: the loop drives itself
+    finish(redis, k)
+
+    assert_complete_and_correct(redis, k, db, api, ids)
+    stats = api.stats()
+    assert stats["fetches"] == {s: 1 for s in ids}, "every station fetched exactly once"
+    batches = math.ceil(N / batch_size())
+    assert stats["requests"] == batches + 1, "one request per batch, plus the listing"
+    rows = iterations(redis, k)
+    print(f"\n[ch03 loop] {N} stations, {len(rows)} iterations "
+          f"({Counter(e['task'] for e in rows)}), {stats['requests']} API requests, "
+          f"{rows[-1]['finished'] - rows[0]['started']:.2f} s")
+    assert [e["task"] for e in rows] == ["fetch_batch"] * batches + ["transform_batch", "persist_batch"]
+    assert {e["owner"] for e in rows} == {owner} and all(e["state"] == "SUCCESS" for e in rows)
+    assert rows[0]["parent_id"] == "", "the first batch is sent by kick"
+    assert_one_chain(rows)
+    assert LOOP.running(redis, k.day) is None, "the loop let go of its lock"
+    assert not redis.sismember(LOOP.watched, k.day), "nothing left for the watchdog to watch"
+
+
+def test_the_next_segment_starts_only_after_the_last_batch_of_the_one_before(
+        redis, fake_api, worker, db, k, monkeypatch):
+    use(monkeypatch, batch_size=5)
+    api = fake_api(stations=N)
+    pipeline.discover(k.day)
+    seen = []   # what each transform / persist batch found when it started
+
+    def probe(sender, **_):
+        seen.append((sender.name.rsplit(".", 1)[-1], redis.scard(k.pending), redis.scard(k.fetched), time.time()))
+
+    on_prerun(tasks.transform_batch, probe)
+    on_prerun(tasks.persist_batch, probe)
+    try:
+        pipeline.kick(redis, k.day)
+        finish(redis, k)
+    finally:
+        task_prerun.disconnect(probe, sender=tasks.transform_batch)
+        task_prerun.disconnect(probe, sender=tasks.persist_batch)
+
+    assert_complete_and_correct(redis, k, db, api, answer_key.station_ids(N))
+    assert [name for name, *_ in seen] == ["transform_batch", "persist_batch"]
+    (_, pending_at_transform, _, transform_at), (_, pending_at_persist, fetched_at_persist, _) = seen
+    assert pending_at_transform == 0, "transform started while stations were still waiting to be fetched"
+    assert (pending_at_persist, fetched_at_persist) == (0, 0), "persist started before transform was done"
+    assert transform_at > api.stats()["last_request_at"], "transform started before the last API request"
+    fetches = iterations(redis, k, "fetch_batch")
+    assert len(fetches) == N // 5 and transform_at >= max(e["started"] for e in fetches)
+
+
+# ---------------------------------------------------------------- one loop per pipeline
+
+
+def test_ten_concurrent_kicks_start_exactly_one_loop(redis, fake_api, worker, db, k, monkeypatch):
+    use(monkeypatch, batch_size=5)
+    api = fake_api(stations=N)
+    pipeline.discover(k.day)
+    start = threading.Barrier(10)
+
+    def kick(_):
+        start.wait()   # all ten at the same moment
+        return pipeline.kick(redis, k.day)
+
+    # And ten more from inside the running loop, while its third batch is starting.
+    during, fetches_started = [], []
+
+    def kick_while_running(sender, **_):
+        fetches_started.append(sender)
+        if len(fetches_started) == 3:
+            with ThreadPoolExecutor(10) as pool:
+                during.extend(pool.map(lambda _: pipeline.kick(redis, k.day), range(10)))
+
+    on_prerun(tasks.fetch_batch, kick_while_running)
+    try:
+        with ThreadPoolExecutor(10) as pool:
+            owners = list(pool.map(kick, range(10)))
+        finish(redis, k)
+    finally:
+        task_prerun.disconnect(kick_while_running, sender=tasks.fetch_batch)
+
+    started = [owner for owner in owners if owner]
+    rows = iterations(redis, k)
+    print(f"\n[ch03 kicks] 10 concurrent kicks started {len(started)} loop(s); 10 kicks during the run "
+          f"started {sum(map(bool, during))}; {len(rows)} iterations, owners {len({e['owner'] for e in rows})}")
+    assert len(started) == 1, "exactly one of ten concurrent kicks starts a loop"
+    assert during == [None] * 10, "a kick while the loop runs is a no-op"
+    assert {e["owner"] for e in rows} == set(started)
+    assert len(iterations(redis, k, "fetch_batch")) == N // 5, "one iteration per batch, no more"
+    assert_one_chain(rows)
+    assert api.stats()["fetches"] == {s: 1 for s in answer_key.station_ids(N)}
+    assert_complete_and_correct(redis, k, db, api, answer_key.station_ids(N))
+
+
+def test_stop_ends_the_loop_after_the_batch_in_flight_and_kick_resumes_it_to_a_complete_run(
+        redis, fake_api, worker, db, k, monkeypatch):
+    use(monkeypatch, batch_size=5)
+    api = fake_api(stations=N)
+    ids = answer_key.station_ids(N)
+    pipeline.discover(k.day)
+
+    fetches_started = []
+
+    def stop_at_third_batch(sender, **_):
+        fetches_started.append(sender)
+        if len(fetches_started) == 3:
+            pipeline.stop(redis, k.day)   # while the third batch is in flight
+
+    on_prerun(tasks.fetch_batch, stop_at_third_batch)
+    try:
+        first = pipeline.kick(redis, k.day)
+        assert LOOP.wait(redis, k.day, TIMEOUT, until=lambda: LOOP.running(redis, k.day) is None) is False
+    finally:
+        task_prerun.disconnect(stop_at_third_batch, sender=tasks.fetch_batch)
+
+    # Stopped: the batch in flight finished, no next one was sent, the lock is gone.
+    assert len(iterations(redis, k, "fetch_batch")) == 3
+    assert redis.scard(k.fetched) == 15 and redis.scard(k.pending) == N - 15
+    assert not LOOP.finished(redis, k.day)
+    assert watchdog.check(redis, LOOP) == {k.day: "stopped"}, "the watchdog leaves a stopped loop alone"
+    assert LOOP.running(redis, k.day) is None
+
+    second = pipeline.kick(redis, k.day)
+    finish(redis, k)
+
+    rows = iterations(redis, k)
+    print(f"\n[ch03 stop] stopped after 3 batches (15 of {N} fetched); kick resumed: "
+          f"{len(rows)} iterations by {len({e['owner'] for e in rows})} loops, one after the other")
+    assert second and second != first
+    assert [e["owner"] for e in rows] == [first] * 3 + [second] * (len(rows) - 3)
+    assert rows[3]["first"] == sorted(ids)[15], "resumed where it stopped"
+    assert api.stats()["fetches"] == {s: 1 for s in ids}, "no station fetched twice"
+    assert_complete_and_correct(redis, k, db, api, ids)
+
+
+# ---------------------------------------------------------------- a loop that dies silently
+
+
+def test_a_handler_that_raises_once_kills_the_loop_silently_and_the_watchdog_restores_it(
+        redis, fake_api, worker, db, k, monkeypatch):
+    use(monkeypatch, batch_size=5, ch03_lock_ttl=3, beat_interval=0.5)
+    api = fake_api(stations=N)
+    ids = answer_key.station_ids(N)
+    pipeline.discover(k.day)
+    send, calls = LOOP.send, []
+
+    def broken_send(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 3:   # in the handler of the second batch: Celery logs it and carries on
+            raise RuntimeError("a bug in the handler")
+        return send(*args, **kwargs)
+
+    monkeypatch.setattr(LOOP, "send", broken_send)
+    first = pipeline.kick(redis, k.day)
+    # Dead: two batches ran, the third was never sent; the lock (TTL 3 s) expires on its own.
+    assert LOOP.wait(redis, k.day, TIMEOUT, until=lambda: LOOP.running(redis, k.day) is None) is False
+    assert len(iterations(redis, k)) == 2 and redis.scard(k.pending) == N - 10
+
+    app.conf.beat_schedule = beat_schedule(settings_mod.load())   # the watchdog, every 0.5 s
+    with EmbeddedBeat(app, max_interval=0.2):
+        finish(redis, k)
+
+    rows = iterations(redis, k)
+    owners = list(dict.fromkeys(e["owner"] for e in rows))
+    restarts = int(redis.get(LOOP.keys(k.day).restarts) or 0)
+    print(f"\n[ch03 watchdog] the loop died after 2 batches; the watchdog restarted it {restarts} time(s); "
+          f"{len(rows)} iterations, fetches per station {sorted(set(api.stats()['fetches'].values()))}")
+    assert owners[0] == first and len(owners) >= 2 and restarts >= 1
+    restarted = next(e for e in rows if e["owner"] == owners[1])
+    assert restarted["parent_id"] not in {e["task_id"] for e in rows}, "the watchdog task sent it, not a batch"
+    assert restarted["first"] == sorted(ids)[10], "the new loop took over where the dead one stopped"
+    assert_complete_and_correct(redis, k, db, api, ids)
+
+
+# ---------------------------------------------------------------- secondary work on signals
+
+
+def test_the_error_log_and_the_history_match_the_injected_faults(redis, fake_api, worker, db, k, monkeypatch):
+    # 5xx, broken bodies, and responses slower than the client's timeout (a wide margin: only the
+    # injected ones may time out, even on a busy machine); no 429s (a generous limit).
+    use(monkeypatch, batch_size=4, request_timeout=1.0)
+    api = fake_api(stations=N, error_rate=0.1, malformed_rate=0.15, slow_rate=0.05, slow_seconds=2.0,
+                   rate=100, burst=100)
+    ids = answer_key.station_ids(N)
+    pipeline.discover(k.day)
+
+    pipeline.kick(redis, k.day)
+    finish(redis, k)
+
+    stats = api.stats()
+    faults = stats["fault_log"]
+    errors = error_log.entries(redis, k.day)
+    fetches = iterations(redis, k, "fetch_batch")
+    print(f"\n[ch03 error log] API faults {stats['faults']}; error log {len(errors)} entries; "
+          f"fetch history {Counter(e['state'] for e in fetches)}")
+    assert {f["kind"] for f in faults} == {"error", "malformed", "slow"} and stats["rate_limited"] == 0
+    # One error-log entry per injected fault, in the same order, for the same batch, saying why.
+    assert len(errors) == len(faults)
+    why = {"error": "HTTP 5", "malformed": "JSONDecodeError", "slow": "Timeout"}
+    for entry, fault in zip(errors, faults):
+        assert entry["task"] == "fetch_batch" and entry["batch"] == sorted(fault["stations"])
+        assert entry["exception"].startswith("BatchFailed") and why[fault["kind"]] in entry["exception"], entry
+    # The history: one entry per API request; failures exactly where the faults were.
+    assert len(fetches) == stats["requests"] - 1   # minus the listing
+    assert sum(e["state"] == "FAILURE" for e in fetches) == len(faults)
+    assert sum(e["state"] == "SUCCESS" for e in fetches) == N // 4
+    assert [e["task"] for e in iterations(redis, k)][-2:] == ["transform_batch", "persist_batch"]
+    assert_one_chain(iterations(redis, k))   # the loop went on after every failure
+    assert_complete_and_correct(redis, k, db, api, ids)
+
+
+# ---------------------------------------------------------------- real worker processes
+
+
+def test_with_two_worker_processes_still_one_loop_and_a_complete_run(
+        redis, fake_api, db, k, worker_processes, beat_process, monkeypatch):
+    """Two `celery worker` processes (prefork, two pool processes each) and a real beat running the
+    watchdog every 0.5 s: the handlers run in the pool processes, the kicks come from here."""
+    use(monkeypatch, batch_size=5, beat_interval=0.5)
+    n = 60
+    api = fake_api(stations=n)
+    ids = answer_key.station_ids(n)
+    workers = worker_processes("ch03_signals.app", 2, pool="prefork", concurrency=2)
+    beat_process("ch03_signals.app", max_interval=1)
+    pipeline.discover(k.day)
+
+    start = threading.Barrier(10)
+
+    def kick(_):
+        start.wait()
+        return pipeline.kick(redis, k.day)
+
+    with ThreadPoolExecutor(10) as pool:
+        owners = [owner for owner in pool.map(kick, range(10)) if owner]
+    finish(redis, k, timeout=90)
+
+    rows = iterations(redis, k)
+    where = Counter(e["worker"] for e in rows)
+    print(f"\n[ch03 processes] {len(rows)} iterations in {len(where)} pool processes {dict(where)}; "
+          f"owners {len({e['owner'] for e in rows})}, watchdog restarts "
+          f"{int(redis.get(LOOP.keys(k.day).restarts) or 0)}")
+    assert len(owners) == 1 and {e["owner"] for e in rows} == set(owners)
+    assert len(iterations(redis, k, "fetch_batch")) == n // 5
+    assert_one_chain(rows)
+    assert not redis.get(LOOP.keys(k.day).restarts), "the watchdog never restarts a live loop"
+    assert all(e["worker"].split("@")[0] in {name.split("@")[0] for name in workers.names} for e in rows)
+    assert api.stats()["fetches"] == {s: 1 for s in ids}
+    assert_complete_and_correct(redis, k, db, api, ids)
