@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 
-.PHONY: venv demo test lab check-env exercises check-exercises bench-api bench-loop up
+.PHONY: venv demo test lab check-env exercises check-exercises bench-api bench-loop bench-limits up
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench-api: venv       ## the fake API's throughput
 
 bench-loop: venv      ## chapter 1's periodic pipeline vs chapter 3's loop, same day, side by side
 	PYTHONPATH=solutions $(BIN)/python -m ch03_signals.benchmark $(BENCH_ARGS)
+
+bench-limits: venv    ## chapter 4's global limiter vs Celery's per-worker rate_limit (and chapter 1), two workers
+	PYTHONPATH=solutions $(BIN)/python -m ch04_rate_limits.bench $(BENCH_ARGS)
 
 up:                   ## redis, API, worker, beat, flower, jupyter in containers
 	docker-compose up

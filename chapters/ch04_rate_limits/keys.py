@@ -1,0 +1,78 @@
+# Exercise copy of solutions/ch04_rate_limits/keys.py, made by `python -m workshop exercises build`.
+# Nothing to fill in here; it is part of the chapter's code. Change the solution, not this copy.
+"""Where chapter 4 keeps its state in Redis.
+
+Two kinds of keys:
+
+- **The API's keys**, shared by every pipeline, worker and host that calls the
+  same API: the limiter's state, the limit it enforces, the loop-wide pause and
+  a log of pauses. They are named after the API, not after a day, and wrapped in
+  a hash tag (`{stations-api}`) so that, on a Redis Cluster, the scripts that
+  touch several of them find them on one node.
+- **The day's keys**: chapter 2's (pending, fetched, ...) plus what this chapter
+  adds to a station's journey: a lease while it is in flight, an attempt
+  counter, and the dead-letter hash.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from ch02_segmented import keys as segment_keys
+
+API = "stations-api"   # one limit per API (per API key): every worker shares it
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    """The keys of one API's limit, shared by everything that calls it."""
+
+    name: str = API
+
+    @property
+    def base(self) -> str:
+        return f"ratelimit:{{{self.name}}}"
+
+    @property
+    def state(self) -> str:    # string: the limiter's theoretical arrival time (GCRA), ms on Redis's clock
+        return f"{self.base}:tat"
+
+    @property
+    def limit(self) -> str:    # hash: rate, burst (what the limiter enforces), api_rate, api_burst (published)
+        return f"{self.base}:limit"
+
+    @property
+    def pause(self) -> str:    # string: paused until (ms on Redis's clock), expiring when the pause ends
+        return f"{self.base}:pause"
+
+    @property
+    def pauses(self) -> str:   # list: one JSON record per 429 that paused the loop (newest last, capped)
+        return f"{self.base}:pauses"
+
+    @property
+    def counters(self) -> str:  # hash: granted, waited_ms, rate_limited, ... (what the limiter saw)
+        return f"{self.base}:counters"
+
+    def all(self) -> list[str]:
+        return [self.state, self.limit, self.pause, self.pauses, self.counters]
+
+
+@dataclass(frozen=True)
+class Keys(segment_keys.Keys):
+    """Chapter 2's keys of a day, plus chapter 4's."""
+
+    @property
+    def in_flight(self) -> str:      # sorted set: station -> lease deadline (ms on Redis's clock)
+        return f"{self.base}:inflight"
+
+    @property
+    def attempts(self) -> str:       # hash: station -> failed fetch attempts so far
+        return f"{self.base}:attempts"
+
+    @property
+    def dead_letters(self) -> str:   # hash: station -> JSON {reason, detail, attempts, at}
+        return f"{self.base}:dead"
+
+
+def for_day(day: dt.date | str | None = None) -> Keys:
+    return Keys(segment_keys.day_of(day))

@@ -1,0 +1,61 @@
+# Exercise copy of solutions/ch04_rate_limits/safety.py, made by `python -m workshop exercises build`.
+# Nothing to fill in here; it is part of the chapter's code. Change the solution, not this copy.
+"""Celery settings that make a crash cost a retry, never a batch; and a check that the waits fit the broker.
+
+- `task_acks_late`: the message is acknowledged after the task ran, not when a
+  worker took it, so a task that never finished is still in the broker.
+- `task_reject_on_worker_lost`: without it, Celery acknowledges the message of a
+  task whose pool process was killed (SIGKILL, the OOM killer) and it is gone;
+  with it, the message goes back to the queue and another process runs it.
+- `worker_prefetch_multiplier = 1`: a worker reserves one message per process,
+  not four, so a crash strands at most the batch in hand.
+
+The catch with Redis as the broker: a message that stays unacknowledged longer
+than the `visibility_timeout` is delivered again, to another worker, while the
+first one still holds it. Countdowns count (a retry's message is held, unacked,
+until its ETA), and so does a task's own waiting. So every wait this chapter can
+make is checked against it, with room to spare.
+"""
+from __future__ import annotations
+
+from celery import Celery
+
+from . import retries, retry_after
+
+CRASH_SAFE = {
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "worker_prefetch_multiplier": 1,
+}
+
+ACQUIRE_TIMEOUT = 180.0   # seconds a task may wait for the limiter (a pause included) before it gives up the slot
+TASK_TIME_LIMIT = 300     # seconds: Celery stops a task that runs longer (a hung request, a stuck wait)
+MARGIN = 4                # the longest wait must fit this many times in the visibility timeout
+
+
+class ConfigurationError(RuntimeError):
+    """The Celery configuration would let the broker deliver a message twice; the message says the fix."""
+
+
+def longest_unacked(request_timeout: float) -> float:
+    """Seconds a fetch message can stay unacknowledged on purpose: the longest countdown, then a whole task."""
+    assert retry_after.LONGEST < ACQUIRE_TIMEOUT < TASK_TIME_LIMIT, "a pause must fit in a task's wait"
+    return retries.CAP + max(TASK_TIME_LIMIT, ACQUIRE_TIMEOUT + request_timeout)
+
+
+def check(app: Celery, request_timeout: float) -> dict:
+    """Raise ConfigurationError unless the app is crash-safe and its waits fit the visibility timeout."""
+    conf = app.conf
+    wrong = [f"{name}={conf.get(name)!r} (need {value!r})" for name, value in CRASH_SAFE.items()
+             if conf.get(name) != value]
+    if wrong:
+        raise ConfigurationError(f"the app {app.main!r} is not crash-safe: {', '.join(wrong)}; "
+                                 "make it with make_app(name, **safety.CRASH_SAFE).")
+    visibility = (conf.broker_transport_options or {}).get("visibility_timeout", 3600)
+    longest = longest_unacked(request_timeout)
+    if longest * MARGIN > visibility:
+        raise ConfigurationError(
+            f"broker_transport_options visibility_timeout={visibility} s is too short: a fetch message may stay "
+            f"unacknowledged {longest:g} s (a retry countdown of up to {retries.CAP:g} s, then a task of up to "
+            f"{TASK_TIME_LIMIT} s); set it to at least {longest * MARGIN:g} s, or shorten those waits.")
+    return {"visibility_timeout": visibility, "longest_unacked": longest}

@@ -1,0 +1,47 @@
+"""`make demo`: chapter 4's loop over DEMO_STATIONS stations, within the API's limit, with its watchdog.
+
+The kit brings Redis, the fake API (with the fault profile of the API_* settings)
+and an embedded worker for `app`. `run` tells the limiter the API's published
+limit, discovers the stations, kicks the loop, follows it, and checks every
+SQLite row against the answer key; dead letters are counted with their reasons.
+"""
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import redis
+import requests
+
+from ch01_periodic import measure
+from workshop import settings as settings_mod
+from workshop.workers import EmbeddedBeat
+
+from . import pause, pipeline
+from .app import app, beat_schedule
+from .keys import for_day
+
+__all__ = ["app", "run"]
+
+
+def run(r: redis.Redis, settings: settings_mod.Settings, timeout: float = 120.0) -> dict:
+    day = settings.day.isoformat()
+    pipeline.reset(r, day)
+    app.conf.beat_schedule = beat_schedule(settings)
+    with tempfile.TemporaryDirectory(prefix="ch04-demo-") as folder, \
+            EmbeddedBeat(app, max_interval=min(1.0, settings.beat_interval)):
+        db = str(Path(folder) / "summaries.sqlite3")
+        pipeline.ch03_pipeline.discover(day, settings.demo_stations)
+        enforced = pipeline.prepare(r)
+        print(f"Loop: batches of {pipeline.api_batch_size()} stations (the API's maximum), "
+              f"{pipeline.LOOP.width()} in flight, one limit for all: {enforced.rate:g}/s, bursts of {enforced.burst}")
+        pipeline.LOOP.kick(r, day, db=db)
+        finished = pipeline.LOOP.wait(r, day, timeout, show=True)
+        counts = pipeline.outcome(r, day, db, settings)
+    reasons = Counter(d["reason"] for d in pipeline.LOOP.dead_letters(r, day).values())
+    print(f"pauses after a 429: {len(pause.history(r))}; dead letters: {dict(reasons) or 'none'}; "
+          f"stations retried: {r.hlen(for_day(day).attempts)}"
+          + ("" if finished else f"; not finished after {timeout:.0f} s"))
+    stats = requests.get(f"{settings.effective_api_url}/_stats", timeout=10).json()
+    return {**counts, "twice": len(measure.fetched_more_than_once(stats))}

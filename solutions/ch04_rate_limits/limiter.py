@@ -1,0 +1,179 @@
+"""One rate limit for every worker on every host: GCRA in one Redis script.
+
+Celery's own `rate_limit` is kept by each worker for itself: two workers with
+`rate_limit="10/s"` send 20 requests a second to an API that allows 10. Here the
+limit lives in Redis, and every worker asks the same script before each request.
+The script
+
+- reads the time from Redis (`TIME`), never from the worker: hosts' clocks
+  disagree, the Redis has one clock;
+- answers in one round trip: 0 means "go" (and the slot is taken), anything else
+  is the milliseconds to wait; the worker sleeps that long and asks again, rather
+  than fail the task and put it back in the queue;
+- is atomic: two workers can never take the same slot.
+
+GCRA (the generic cell rate algorithm) keeps one number per limit: the
+theoretical arrival time (TAT), when the next request would be due if requests
+came exactly at the rate. A request may go when it is at most `burst - 1`
+intervals ahead of that time; each request that goes pushes the TAT one interval on.
+That is a token bucket of `burst` tokens refilled at `rate`, without a refill loop.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, NamedTuple
+
+import redis
+
+from workshop import settings as settings_mod
+
+from .keys import API, ApiKeys
+
+# Seconds a request may take from our "go" to the API's clock (network, a busy host):
+# the limiter leaves that many seconds of burst unused in the API's bucket, so a
+# request that arrives early or late still finds a token there.
+JITTER = 0.5
+
+
+class Limit(NamedTuple):
+    rate: float   # requests per second
+    burst: int    # requests allowed back to back
+
+
+class NoLimitError(RuntimeError):
+    """The limiter was asked before anyone told it the API's limit."""
+
+
+class LimiterTimeout(TimeoutError):
+    """No slot within the time a task may wait; the message says how long it waited."""
+
+
+def published_limit(settings: settings_mod.Settings | None = None) -> Limit:
+    """The limit the API publishes in its documentation: API_RATE per second, bursts of API_BURST."""
+    s = settings or settings_mod.load()
+    return Limit(s.api_rate, s.effective_api_burst)
+
+
+def with_headroom(published: Limit, jitter: float = JITTER) -> Limit:
+    """What we enforce: the API's rate, and its burst less `rate * jitter` requests of cushion.
+
+    The rate is not lowered (that would waste budget for good); only the burst
+    is, so the API's bucket always keeps a few tokens for requests that reach it
+    out of step with our clock.
+    """
+    cushion = math.ceil(published.rate * jitter)
+    return Limit(published.rate, max(1, published.burst - cushion))
+
+
+def configure(r: redis.Redis, published: Limit, name: str = API, jitter: float = JITTER) -> Limit:
+    """Tell every worker the API's limit (kept in Redis); returns what the limiter enforces."""
+    rate, burst = published
+    if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+        raise ValueError(f"rate must be a number of requests per second above 0, got {rate!r}.")
+    if not (isinstance(burst, int) and burst >= 1):
+        raise ValueError(f"burst must be a whole number of at least 1, got {burst!r}.")
+    enforced = with_headroom(Limit(float(rate), burst), jitter)
+    r.hset(ApiKeys(name).limit, mapping={"rate": enforced.rate, "burst": enforced.burst,
+                                         "api_rate": float(rate), "api_burst": burst, "jitter": jitter})
+    return enforced
+
+
+def current(r: redis.Redis, name: str = API) -> dict:
+    """The limit in Redis: {rate, burst, api_rate, api_burst, jitter}, or {} before `configure`."""
+    raw = r.hgetall(ApiKeys(name).limit)
+    return {field: (int(float(value)) if "burst" in field else float(value)) for field, value in raw.items()}
+
+
+def learn(r: redis.Redis, header: str | None, name: str = API) -> Limit | None:
+    """Follow the API's `X-RateLimit-Limit` (its rate now) when it differs from the one we enforce.
+
+    Every worker reads the limit from Redis, so one worker learning it is enough.
+    Returns the new enforced limit, or None when nothing changed (or the header is junk).
+    """
+    try:
+        rate = float(header)
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(rate) and rate > 0):
+        return None
+    known = current(r, name)
+    if known.get("api_rate") == rate:
+        return None
+    burst = known.get("api_burst") or max(1, math.ceil(rate))
+    return configure(r, Limit(rate, burst), name, known.get("jitter", JITTER))
+
+
+# The part of the script that is not the algorithm: the clock, the pause, the limit.
+# KEYS[1] the limiter's state (TAT), KEYS[2] the limit (hash), KEYS[3] the loop-wide pause.
+_PROLOGUE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000      -- ms, on Redis's clock
+local paused_until = tonumber(redis.call('GET', KEYS[3]) or '0')
+if paused_until > now then
+  return math.ceil(paused_until - now)                          -- a 429 paused everyone: wait it out
+end
+local limit = redis.call('HMGET', KEYS[2], 'rate', 'burst')
+if not limit[1] or not limit[2] then
+  return redis.error_reply('NOLIMIT the limiter has no limit')
+end
+local interval = 1000 / tonumber(limit[1])                        -- ms between requests at the rate
+local burst = tonumber(limit[2])
+"""
+
+
+def gcra_core() -> str:
+    """The algorithm, in Lua: with `now`, `interval` and `burst` known, answer 0 (go) or the ms to wait."""
+    # >>> exercise 4.1: return the Lua: tat = max(GET KEYS[1] (or 0), now); wait = tat - interval*(burst-1) - now; wait > 0: return math.ceil(wait); else SET KEYS[1] to tat + interval (PX: until then, plus a margin) and return 0
+    return """
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local wait = tat - interval * (burst - 1) - now                   -- > 0: more than a burst ahead
+if wait > 0 then
+  return math.ceil(wait)
+end
+tat = tat + interval                                              -- this request takes its slot
+redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
+return 0
+"""
+    # <<<
+
+
+def gcra_script() -> str:
+    return _PROLOGUE + gcra_core()
+
+
+class GlobalLimiter:
+    """Ask before every request: `limiter.acquire()` returns once this worker may send one."""
+
+    def __init__(self, r: redis.Redis, name: str = API):
+        self.r, self.name, self.keys = r, name, ApiKeys(name)
+        self._script = r.register_script(gcra_script())
+
+    def check(self) -> int:
+        """One round trip: 0 means go (the slot is ours), otherwise milliseconds to wait."""
+        try:
+            return int(self._script(keys=[self.keys.state, self.keys.limit, self.keys.pause]))
+        except redis.ResponseError as error:
+            if "NOLIMIT" in str(error):
+                raise NoLimitError(
+                    f"the rate limiter {self.name!r} has no limit yet: call limiter.configure(r, "
+                    "limiter.published_limit()) first (starting a run does it).") from None
+            raise
+
+    def acquire(self, timeout: float = 60.0, sleep: Callable[[float], None] = time.sleep) -> float:
+        """Wait until the limiter says go; returns the seconds waited.
+
+        Waits in this task rather than failing it: a slot is at most a few
+        intervals away, and a re-queued task would only come back to ask again.
+        Raises LimiterTimeout when the next slot is further than `timeout` seconds.
+        """
+        started = time.monotonic()
+        while True:
+            wait_ms = self.check()
+            if wait_ms == 0:
+                return time.monotonic() - started
+            waited = time.monotonic() - started
+            if waited + wait_ms / 1000 > timeout:
+                raise LimiterTimeout(f"no slot from the rate limiter {self.name!r} within {timeout:g} s "
+                                     f"(waited {waited:.1f} s, next slot in {wait_ms / 1000:.1f} s)")
+            sleep(wait_ms / 1000)

@@ -1,0 +1,529 @@
+"""Chapter 4: one rate limit for every worker, and nothing lost through failures.
+
+The pieces alone, against the session's Redis: the limiter script (many callers,
+threads and processes, never granted more than the limit and not far less), the
+Retry-After parser and the loop-wide pause, backoff and dead letters, leases and
+their reaper, the crash-safe Celery configuration. Then the whole loop, with two
+real worker processes, against the fake API: a clean day, a faulty one, a worker
+killed mid-batch, and a 429 storm.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import pytest
+import requests
+
+from workshop import settings as settings_mod, stations as answer_key, target
+from workshop.api import ApiConfig, draw_fault
+
+from ch03_signals import error_log
+from ch04_rate_limits import dead_letters, keys, leases, limiter, pause, pipeline, retries, retry_after, safety
+from ch04_rate_limits.app import app
+
+DAY = "2026-01-15"
+APP = "ch04_rate_limits.app"
+
+
+def redis_now(r) -> float:
+    seconds, micros = r.time()
+    return seconds + micros / 1e6
+
+
+# ---------------------------------------------------------------- the limiter
+
+def test_the_limiter_answers_go_for_a_burst_then_the_wait_until_the_next_slot(redis):
+    limiter.configure(redis, limiter.Limit(10, 4), jitter=0)      # 10/s: a slot every 100 ms
+    gate = limiter.GlobalLimiter(redis)
+    answers = [gate.check() for _ in range(6)]
+    assert answers[:4] == [0, 0, 0, 0], "a burst of 4 goes at once"
+    assert all(0 < wait <= 100 for wait in answers[4:]), f"then wait for the next slot: {answers}"
+    # A refused request takes nothing: asking again does not push the next slot further away.
+    assert abs(answers[5] - answers[4]) <= 5
+
+
+def test_the_limiter_says_clearly_when_no_one_told_it_the_limit(redis):
+    with pytest.raises(limiter.NoLimitError, match="configure"):
+        limiter.GlobalLimiter(redis).check()
+
+
+def test_the_limiter_keeps_a_cushion_in_the_apis_bucket_and_follows_the_published_rate(redis):
+    # The API's rate is enforced as is; only its burst is trimmed by rate * jitter.
+    assert limiter.with_headroom(limiter.Limit(20, 20), jitter=0.25) == (20, 15)
+    assert limiter.with_headroom(limiter.Limit(5, 2), jitter=0.5) == (5, 1)
+    limiter.configure(redis, limiter.Limit(20, 20))
+    assert limiter.learn(redis, "20") is None, "same rate: nothing to change"
+    assert limiter.learn(redis, "junk") is None and limiter.learn(redis, "-3") is None
+    assert limiter.learn(redis, "4") == (4, 20 - math.ceil(4 * limiter.JITTER))
+    assert limiter.current(redis) == {"rate": 4.0, "burst": 20 - math.ceil(4 * limiter.JITTER), "api_rate": 4.0,
+                                      "api_burst": 20, "jitter": limiter.JITTER}
+
+
+CALLER = """
+import json, sys, time
+import redis
+from ch04_rate_limits.limiter import GlobalLimiter
+url, start, end, threads = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+import threading
+grants, lock = [], threading.Lock()
+def call():
+    gate = GlobalLimiter(redis.Redis.from_url(url, decode_responses=True))
+    while time.time() < end:
+        wait = gate.check() / 1000
+        if wait == 0:
+            with lock:
+                grants.append(time.time())
+        elif time.time() + wait < end:
+            time.sleep(wait)
+        else:
+            break
+time.sleep(max(0.0, start - time.time()))
+workers = [threading.Thread(target=call) for _ in range(threads)]
+[w.start() for w in workers]
+[w.join() for w in workers]
+print(json.dumps(grants))
+"""
+
+
+def test_many_callers_in_threads_and_processes_get_no_more_than_the_limit_and_not_far_less(redis, redis_server):
+    """Two processes and this one, three threads each, all asking as fast as the limiter lets them, for 3 s."""
+    rate, burst, seconds = 20.0, 5, 3.0
+    limiter.configure(redis, limiter.Limit(rate, burst), jitter=0)
+    start = time.time() + 4.0          # time for the processes to import and connect
+    end = start + seconds
+    env = dict(os.environ, PYTHONPATH=target.pythonpath())
+    processes = [subprocess.Popen([sys.executable, "-c", CALLER, redis_server.url, str(start), str(end), "3"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for _ in range(2)]
+    grants: list[float] = []
+    lock = threading.Lock()
+
+    def call():
+        gate = limiter.GlobalLimiter(redis_server.client())
+        time.sleep(max(0.0, start - time.time()))
+        while time.time() < end:
+            wait = gate.check() / 1000      # as acquire() does, but never past the end of the window
+            if wait == 0:
+                with lock:
+                    grants.append(time.time())
+            elif time.time() + wait < end:
+                time.sleep(wait)
+            else:
+                break
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    per_process = []
+    for process in processes:
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        per_process.append(json.loads(out))
+    everyone = sorted(grants + [t for p in per_process for t in p])
+
+    # Every grant was asked for within [start, end]: the limit allows a burst plus the rate over that.
+    allowed = burst + rate * seconds
+    print(f"\n{len(everyone)} grants in {seconds:g} s (allowed {allowed:g}): this process {len(grants)}, "
+          f"the others {[len(p) for p in per_process]}")
+    assert all(len(p) > 0 for p in per_process), "every process got some"
+    assert len(everyone) <= allowed + 1, "never more than the limit"
+    assert len(everyone) >= 0.85 * allowed, "and not far less"
+    # Nor more than a burst's worth early in any one second.
+    for i, t in enumerate(everyone):
+        in_a_second = sum(1 for u in everyone[i:] if u < t + 1.0)
+        assert in_a_second <= burst + rate + 2, f"{in_a_second} grants within one second from {t}"
+
+
+# ---------------------------------------------------------------- Retry-After and the pause
+
+@pytest.mark.parametrize("header, seconds, form", [
+    ("120", 120.0, "delay-seconds"),
+    ("  7 ", 7.0, "delay-seconds"),
+    ("0", 0.0, "delay-seconds"),
+    ("Thu, 15 Jan 2026 12:00:30 GMT", 30.0, "http-date"),              # IMF-fixdate
+    ("Thursday, 15-Jan-26 12:00:45 GMT", 45.0, "http-date"),           # RFC 850, obsolete
+    ("Thu Jan 15 12:00:05 2026", 5.0, "http-date"),                    # asctime, obsolete, no zone: GMT
+    ("Thu, 15 Jan 2026 11:59:00 GMT", 0.0, "http-date"),               # in the past: go now
+    ("99999999", retry_after.LONGEST, "delay-seconds"),                # capped
+    ("Fri, 15 Jan 2027 12:00:00 GMT", retry_after.LONGEST, "http-date"),
+    ("", retry_after.FALLBACK, "fallback"),
+    (None, retry_after.FALLBACK, "fallback"),
+    ("soon", retry_after.FALLBACK, "fallback"),
+    ("-5", retry_after.FALLBACK, "fallback"),
+    ("1.5", retry_after.FALLBACK, "fallback"),                         # delay-seconds are whole
+    ("Thu, 31 Feb 2026 12:00:00 GMT", retry_after.FALLBACK, "fallback"),
+    ("٣", retry_after.FALLBACK, "fallback"),                           # a digit, but not an ASCII one
+])
+def test_retry_after_reads_both_forms_and_falls_back_clearly_on_junk(header, seconds, form):
+    now = 1768478400.0   # Thu, 15 Jan 2026 12:00:00 GMT
+    wait = retry_after.parse(header, now=now)
+    assert (wait.seconds, wait.form) == (pytest.approx(seconds), form)
+    if form == "fallback":
+        assert "not a Retry-After" in str(wait)
+
+
+def test_a_pause_holds_every_caller_for_at_least_its_length_and_is_never_shortened(redis):
+    limiter.configure(redis, limiter.Limit(50, 10), jitter=0)
+    gates = [limiter.GlobalLimiter(redis) for _ in range(3)]
+    assert pause.pause(redis, 1.0, "429") == pytest.approx(1.0, abs=0.01)
+    assert pause.pause(redis, 0.2, "a shorter one") == pytest.approx(1.0, abs=0.05), "never shortened"
+    waits = [gate.check() for gate in gates]
+    assert all(900 <= wait <= 1000 for wait in waits), f"every caller waits the pause out: {waits}"
+    assert pause.paused_for(redis) == pytest.approx(1.0, abs=0.1)
+    started = time.monotonic()
+    gates[0].acquire(timeout=5)
+    assert time.monotonic() - started >= 0.85
+    assert [p["why"] for p in pause.history(redis)] == ["429", "a shorter one"]
+
+
+def test_after_a_pause_the_limiter_restarts_empty_one_request_then_one_per_interval(redis):
+    limiter.configure(redis, limiter.Limit(5, 5), jitter=0)     # a slot every 200 ms, bursts of 5
+    gate = limiter.GlobalLimiter(redis)
+    pause.pause(redis, 0.3)
+    gate.acquire(timeout=5)                                      # the first request after the pause
+    assert gate.check() > 100, "no burst into the API's empty bucket: the next slot is an interval away"
+
+
+# ---------------------------------------------------------------- retries and dead letters
+
+def test_backoff_is_full_jitter_under_a_capped_exponential():
+    assert [retries.backoff(n, base=0.5, cap=8, rng=lambda: 0.999999) for n in (1, 2, 3, 4, 5, 6)] == \
+        pytest.approx([0.5, 1.0, 2.0, 4.0, 8.0, 8.0], abs=1e-4)
+    assert retries.backoff(3, rng=lambda: 0.0) == 0.0, "full jitter: anywhere from zero"
+    draws = [retries.backoff(4) for _ in range(500)]
+    assert 0 <= min(draws) and max(draws) < retries.BASE * 8 and len(set(draws)) > 400
+
+
+def http_error(status: int) -> requests.HTTPError:
+    response = requests.Response()
+    response.status_code, response.reason = status, "Reason"
+    return requests.HTTPError(f"{status}", response=response)
+
+
+@pytest.mark.parametrize("error, reason, retryable", [
+    (http_error(503), "5xx", True),
+    (requests.ReadTimeout("read timed out"), "timeout", True),
+    (requests.ConnectionError("refused"), "unreachable", True),
+    (requests.exceptions.JSONDecodeError("Expecting value", "{\"date\": \"2026", 12), "malformed", False),
+    (KeyError("readings"), "malformed", False),
+    (http_error(404), "http-4xx", False),
+])
+def test_failures_are_classified_into_retry_or_give_up(error, reason, retryable):
+    failure = retries.classify(error)
+    assert (failure.reason, failure.retryable) == (reason, retryable)
+
+
+def test_dead_letters_take_a_batch_out_of_flight_with_its_reason_and_can_be_requeued(redis):
+    k = keys.for_day(DAY)
+    redis.sadd(k.pending, "WX00001", "WX00002", "WX00003")
+    batch = leases.lease(redis, k, 2, 30)
+    assert retries.count_failure(redis, k, batch) == 1
+    assert retries.count_failure(redis, k, batch) == 2
+    dead_letters.bury(redis, k, batch, retries.Failure("5xx", "HTTP 503", True), attempts=2)
+    buried = dead_letters.dead_letters(redis, k)
+    assert sorted(buried) == batch and {d["reason"] for d in buried.values()} == {"5xx"}
+    assert not redis.exists(k.in_flight) and redis.smembers(k.pending) == {"WX00003"}
+    assert dead_letters.requeue(redis, k) == batch
+    assert redis.smembers(k.pending) == {"WX00001", "WX00002", "WX00003"} and not redis.exists(k.attempts)
+
+
+# ---------------------------------------------------------------- leases and the reaper
+
+def test_a_lease_takes_the_smallest_pending_ids_and_holds_them_in_flight_until_its_deadline(redis):
+    k = keys.for_day(DAY)
+    redis.sadd(k.pending, *[f"WX{i:05d}" for i in (7, 3, 9, 1, 5)])
+    assert leases.lease(redis, k, 3, 30) == ["WX00001", "WX00003", "WX00005"]
+    assert redis.smembers(k.pending) == {"WX00007", "WX00009"}
+    assert all(29 < left <= 30 for left in leases.in_flight(redis, k).values())
+    assert leases.extend(redis, k, ["WX00001", "WX00009"], 60) == 1, "only a station in flight is extended"
+    assert leases.in_flight(redis, k)["WX00001"] > 59
+    assert leases.reap(redis, k) == [], "nothing expired yet"
+
+
+def test_the_reaper_brings_back_only_expired_leases_once_even_with_reapers_racing(redis):
+    k = keys.for_day(DAY)
+    redis.sadd(k.pending, *[f"WX{i:05d}" for i in range(40)])
+    short = leases.lease(redis, k, 30, 0.2)
+    long = leases.lease(redis, k, 10, 60)
+    time.sleep(0.3)
+    brought_back: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def reap() -> None:
+        try:
+            brought_back.append(leases.reap(redis, k))
+        except BaseException as error:   # re-raised below, in the test's own thread
+            errors.append(error)
+
+    racers = [threading.Thread(target=reap) for _ in range(4)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join()
+    if errors:
+        raise errors[0]
+    everything = [station for part in brought_back for station in part]
+    assert sorted(everything) == short, "each expired station brought back exactly once"
+    assert redis.smembers(k.pending) == set(short)
+    assert sorted(redis.zrange(k.in_flight, 0, -1)) == long
+
+
+# ---------------------------------------------------------------- crash-safe configuration
+
+def test_the_app_is_crash_safe_and_its_waits_stay_well_below_the_visibility_timeout(settings):
+    assert app.conf.task_acks_late is True
+    assert app.conf.task_reject_on_worker_lost is True
+    assert app.conf.worker_prefetch_multiplier == 1
+    visibility = app.conf.broker_transport_options["visibility_timeout"]
+    figures = safety.check(app, settings.request_timeout)
+    assert figures["longest_unacked"] * safety.MARGIN <= visibility
+    assert retries.CAP * 100 <= visibility and retry_after.LONGEST * 10 <= visibility
+
+    from workshop.celery_app import make_app
+    with pytest.raises(safety.ConfigurationError, match="visibility_timeout=600"):
+        safety.check(make_app("short", **safety.CRASH_SAFE, broker_transport_options={"visibility_timeout": 600}),
+                      settings.request_timeout)
+    with pytest.raises(safety.ConfigurationError, match="task_reject_on_worker_lost"):
+        safety.check(make_app("unsafe", task_acks_late=True, worker_prefetch_multiplier=1), 2.0)
+
+
+# ---------------------------------------------------------------- the whole loop, two worker processes
+
+N = 60          # stations per run
+BATCH = 5       # the API's maximum batch here: 12 requests for 60 stations
+TIMEOUT = 90.0  # seconds a run may take before a test gives up
+
+
+@pytest.fixture
+def use(monkeypatch, tmp_path):
+    """Settings for this test and every worker it starts: use(API_RATE=10, ...). A fresh SQLite file."""
+    def set_env(**values) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name.upper(), str(value))
+    set_env(CH02_DB=tmp_path / "summaries.sqlite3", API_MAX_BATCH=BATCH, API_STATIONS=N, CH04_LEASE=15,
+            API_GLITCH_RATE=0.05)
+    return set_env
+
+
+def two_workers(worker_processes):
+    return worker_processes(APP, 2, pool="prefork", concurrency=1)
+
+
+def exercise_missing(r) -> str | None:
+    """A task that stopped at an exercise, from the error log: fail at once rather than time out."""
+    for entry in error_log.entries(r, stream=pipeline.ERRORS):
+        if entry["exception"].startswith("NotImplementedError"):
+            return entry["exception"]
+    return None
+
+
+def run_day(r, timeout: float = TIMEOUT, during=None) -> dict:
+    """Discover, kick, wait (calling `during()` meanwhile); the outcome against the answer key."""
+    started = time.monotonic()
+    pipeline.ch03_pipeline.discover(DAY)
+    pipeline.kick(r, DAY)
+
+    def stop_waiting() -> bool:
+        if during is not None:
+            during()
+        return exercise_missing(r) is not None
+
+    finished = pipeline.LOOP.wait(r, DAY, timeout, until=stop_waiting)
+    missing = exercise_missing(r)
+    assert missing is None, f"a task stopped at an exercise: {missing}"
+    assert finished, f"the loop did not finish in {timeout:.0f} s: {pipeline.LOOP.status(r, DAY)}"
+    outcome = pipeline.outcome(r, DAY, settings=settings_mod.load())
+    print(f"\n{outcome} in {time.monotonic() - started:.1f} s, status {pipeline.LOOP.status(r, DAY)}")
+    return outcome
+
+
+def served(stats: dict) -> Counter:
+    """Per station: readings the API served and the client received (timed-out slow answers excluded)."""
+    timed_out = Counter(s for entry in stats["fault_log"] if entry["kind"] == "slow" for s in entry["stations"])
+    return Counter({station: n - timed_out[station] for station, n in stats["fetches"].items()})
+
+
+def test_a_clean_day_is_complete_and_correct_with_no_429(redis, fake_api, worker_processes, use):
+    use(API_RATE=20, API_BURST=10)
+    api = fake_api()
+    two_workers(worker_processes)
+
+    outcome = run_day(redis)
+
+    assert outcome == {"stations": N, "done": N, "missing": 0, "wrong": 0, "dead": 0}
+    stats = api.stats()
+    assert stats["rate_limited"] == 0, f"the global limiter kept every request within the limit: {stats['by_status']}"
+    assert stats["fetches"] == {s: 1 for s in answer_key.station_ids(N)}, "each station fetched once"
+    assert stats["requests"] == 1 + N // BATCH, "one listing, then batches as large as the API takes"
+
+
+# The fault profile of the issue: 10% 5xx, 5% slow past the client's timeout, 2% malformed bodies.
+FAULTS = {"error_rate": 0.10, "slow_rate": 0.05, "malformed_rate": 0.02}
+REASON = {"error": "5xx", "slow": "timeout", "malformed": "malformed"}
+
+
+def predicted_dead_letters(seed: int) -> dict[str, str]:
+    """station -> reason, from the API's own fault function: batches of the smallest ids, each retried whole."""
+    config = ApiConfig(seed=seed, stations=N, max_batch=BATCH, **FAULTS)
+    dead = {}
+    for batch in (answer_key.station_ids(N)[i:i + BATCH] for i in range(0, N, BATCH)):
+        for attempt in range(retries.MAX_ATTEMPTS):
+            fault, _ = draw_fault(config, (tuple(batch), DAY), attempt)
+            if fault == "ok":
+                break
+            if fault == "malformed" or attempt == retries.MAX_ATTEMPTS - 1:
+                dead.update({station: REASON[fault] for station in batch})
+                break
+    return dead
+
+
+def a_seed_with_both_kinds_of_dead_letter() -> int:
+    """The first seed whose faults dead-letter a batch for a malformed body and another after its retries."""
+    for seed in range(5000):
+        reasons = set(predicted_dead_letters(seed).values())
+        if "malformed" in reasons and reasons & {"5xx", "timeout"}:
+            return seed
+    raise AssertionError("no seed below 5000 gives both kinds of dead letter")
+
+
+def test_a_faulty_day_every_station_done_once_or_dead_lettered_with_the_apis_reason(
+        redis, fake_api, worker_processes, use):
+    seed = a_seed_with_both_kinds_of_dead_letter()
+    use(API_RATE=20, API_BURST=10, SEED=seed, REQUEST_TIMEOUT=2, API_SLOW_SECONDS=3)
+    api = fake_api(**FAULTS)
+    two_workers(worker_processes)
+
+    outcome = run_day(redis)
+
+    stats = api.stats()
+    buried = dead_letters.dead_letters(redis, keys.for_day(DAY))
+    print(f"seed {seed}: faults {stats['faults']}, dead letters "
+          f"{dict(Counter(d['reason'] for d in buried.values()))}")
+    assert outcome["done"] + outcome["dead"] == N and outcome["missing"] == outcome["wrong"] == 0
+    assert {s: d["reason"] for s, d in buried.items()} == predicted_dead_letters(seed)
+    # Each dead letter's reason is the fault the API recorded for its station's last request.
+    last_fault = {s: entry["kind"] for entry in stats["fault_log"] for s in entry["stations"]}
+    assert {s: d["reason"] for s, d in buried.items()} == {s: REASON[last_fault[s]] for s in buried}
+    # None done twice: each done station was served exactly once, each dead letter never.
+    delivered = served(stats)
+    assert {s for s in answer_key.station_ids(N) if delivered[s] == 1} == set(answer_key.station_ids(N)) - set(buried)
+    assert not any(delivered[s] for s in buried)
+    assert stats["rate_limited"] == 0
+
+
+def mid_batch(r, workers) -> tuple[int, int] | None:
+    """(worker index, pool process PID) of a worker in the middle of a fetch batch (leased, not settled)."""
+    control = workers._control_app(os.environ["REDIS_URL"])
+    try:
+        active = control.control.inspect(workers.names, timeout=1.0).active() or {}
+    finally:
+        control.close()
+    for index, name in enumerate(workers.names):
+        for task in active.get(name, []):
+            batch = task["args"][0] if task["name"].endswith("fetch_batch") and task["args"] else []
+            if batch and r.zscore(keys.for_day(DAY).in_flight, batch[0]) is not None:
+                return index, task["worker_pid"]
+    return None
+
+
+def test_a_worker_process_killed_mid_batch_loses_nothing_and_nothing_is_done_twice(
+        redis, fake_api, worker_processes, use):
+    # A slow limit, so a batch spends most of its time in the worker: waiting for its slot.
+    use(API_RATE=2, API_BURST=2)
+    api = fake_api()
+    workers = two_workers(worker_processes)
+    killed: list[tuple[int, int]] = []
+
+    def kill_a_pool_process_mid_batch() -> None:
+        if not killed and redis.scard(keys.for_day(DAY).fetched) >= BATCH:
+            found = mid_batch(redis, workers)
+            if found is not None:
+                os.kill(found[1], signal.SIGKILL)
+                killed.append(found)
+
+    outcome = run_day(redis, during=kill_a_pool_process_mid_batch)
+
+    assert killed, "a pool process was killed in the middle of a batch"
+    index, pid = killed[0]
+    assert f"pid:{pid} exited with 'signal 9 (SIGKILL)'" in workers.log(index)
+    assert outcome == {"stations": N, "done": N, "missing": 0, "wrong": 0, "dead": 0}
+    fetches = api.stats()["fetches"]
+    assert set(fetches) == set(answer_key.station_ids(N))
+    twice = sorted(s for s, n in fetches.items() if n > 1)
+    print(f"killed pool process {pid} of worker {index}; fetched twice: {twice}")
+    assert len(twice) <= BATCH and all(fetches[s] == 2 for s in twice), "at most the killed batch, once more"
+
+
+def test_a_whole_worker_killed_mid_batch_its_leases_expire_and_the_batch_comes_back(
+        redis, fake_api, worker_processes, beat_process, use):
+    """SIGKILL a worker and its pool: its message stays unacknowledged for the visibility timeout (an hour);
+    the lease brings its stations back in seconds, and the watchdog restarts a loop left without a chain."""
+    use(API_RATE=2, API_BURST=2, CH04_LEASE=3, CH03_LOCK_TTL=3, BEAT_INTERVAL=1)
+    api = fake_api()
+    workers = two_workers(worker_processes)
+    beat_process(APP, max_interval=1)
+    killed: list[int] = []
+
+    def kill_a_worker_mid_batch() -> None:
+        found = None if killed or redis.scard(keys.for_day(DAY).fetched) < BATCH else mid_batch(redis, workers)
+        if found is not None:
+            os.killpg(workers.pids[found[0]], signal.SIGKILL)   # the worker and its pool: no one left to tell
+            killed.append(workers.pids[found[0]])
+
+    outcome = run_day(redis, during=kill_a_worker_mid_batch)
+
+    assert killed
+    assert outcome == {"stations": N, "done": N, "missing": 0, "wrong": 0, "dead": 0}
+    fetches = api.stats()["fetches"]
+    assert set(fetches) == set(answer_key.station_ids(N))
+    assert sum(n - 1 for n in fetches.values()) <= BATCH, "at most the lost batch fetched again"
+
+
+def test_a_429_storm_pauses_the_loop_which_then_completes_within_the_new_limit(
+        redis, fake_api, worker_processes, use):
+    use(API_RATE=5, API_BURST=5)
+    api = fake_api()
+    two_workers(worker_processes)
+    requests_seen: list[tuple[float, int]] = []    # (time, status) of each /readings request the API answered
+    handle = api.api.handle
+
+    def recording(method, path, *args, **kwargs):
+        response = handle(method, path, *args, **kwargs)
+        if path == "/readings":
+            requests_seen.append((time.monotonic(), response.status))
+        return response
+    api.api.handle = recording
+    new_rate = 2.0
+
+    def lower_the_limit_mid_run() -> None:
+        if api.config.rate != new_rate and redis.scard(keys.for_day(DAY).fetched) >= BATCH:
+            api.configure(rate=new_rate)
+
+    outcome = run_day(redis, during=lower_the_limit_mid_run)
+
+    assert outcome == {"stations": N, "done": N, "missing": 0, "wrong": 0, "dead": 0}
+    limited = [t for t, status in requests_seen if status == 429]
+    assert limited, "lowering the limit mid-run made the API answer 429"
+    first = limited[0]
+    after = [t for t, _ in requests_seen if t > first]
+    pauses = pause.history(redis)
+    print(f"429s: {len(limited)}, pauses {[(p['asked'], p['paused_for']) for p in pauses]}, "
+          f"{len(after)} requests in the {requests_seen[-1][0] - first:.1f} s after the first 429")
+    assert pauses and all(p["asked"] >= 1 for p in pauses), "the loop paused for Retry-After"
+    assert len(limited) <= 2, "only requests already on their way when the limit fell: then none"
+    assert limiter.current(redis)["api_rate"] == new_rate, "the limiter follows X-RateLimit-Limit"
+    # Never above the new limit: in any stretch after the first 429, no more requests than its rate allows
+    # (plus one, and the one that was on its way when the 429 came).
+    for i, start in enumerate(after):
+        for j in range(i, len(after)):
+            assert j - i + 1 <= new_rate * (after[j] - start) + 2, f"{j - i + 1} requests in {after[j] - start:.2f} s"
