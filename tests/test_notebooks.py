@@ -1,5 +1,4 @@
 """Every chapter notebook runs top to bottom against the solutions; one that errors fails."""
-import os
 from pathlib import Path
 
 import nbformat

@@ -77,6 +77,22 @@ def figures(stats: dict, summaries: dict, ids: list[str], day: str, finished: fl
             "twice": len(measure.fetched_more_than_once(stats)), "over": over}
 
 
+def side_by_side(r, config: ApiConfig, runners: dict, ids: list[str], timeout: float) -> dict[str, dict]:
+    """Each pipeline in turn, each against a fresh API of the same configuration: their figures by name."""
+    results = {}
+    for name, run in runners.items():
+        with ApiServer(config, host="127.0.0.1", port=0) as api:
+            os.environ["API_URL"], os.environ["API_KEY"] = api.url, config.key
+            print(f"running {name} ...", flush=True)
+            results[name] = run(r, api, settings_mod.load(), ids, timeout)
+    return results
+
+
+def utilisation_note(config: ApiConfig) -> str:
+    return (f"\nutilisation: accepted requests per second over the wall time, divided by the API's rate "
+            f"({config.rate:g}/s); a short run can pass 100% on the burst ({config.burst} requests up front).")
+
+
 def table(results: dict[str, dict]) -> str:
     lines = [("", *results)]
     for label, show in (
@@ -117,7 +133,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(why))
     ids = answer_key.station_ids(args.stations)
     logging.getLogger("celery.app.trace").setLevel(logging.CRITICAL)   # chapter 1's runs fail loudly, on purpose
-    results = {}
     with provide_redis(settings) as provided:
         use_redis(provided.url)
         r = provided.client()
@@ -126,15 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"periodic (ch01): a slice of {settings.slice_size} every {settings.beat_interval:g} s, one request "
               f"per station | looped (ch03): batches of {min(settings.batch_size, config.max_batch)}, one after "
               f"the other | {CONCURRENCY} worker threads each")
-        for name, run in (("periodic (ch01)", run_periodic), ("looped (ch03)", run_looped)):
-            with ApiServer(config, host="127.0.0.1", port=0) as api:
-                os.environ["API_URL"], os.environ["API_KEY"] = api.url, config.key
-                print(f"running {name} ...", flush=True)
-                results[name] = run(r, api, settings_mod.load(), ids, args.timeout)
+        results = side_by_side(r, config, {"periodic (ch01)": run_periodic, "looped (ch03)": run_looped},
+                               ids, args.timeout)
     print()
     print(table(results))
-    print(f"\nutilisation: accepted requests per second over the wall time, divided by the API's rate "
-          f"({config.rate:g}/s); a run of a few seconds can pass 100% on the burst ({config.burst} requests up front).")
+    print(utilisation_note(config))
     return 0
 
 

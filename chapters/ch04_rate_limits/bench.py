@@ -34,7 +34,7 @@ from ch01_periodic import pipeline as periodic, runs
 from ch01_periodic.app import app as periodic_app, beat_schedule as periodic_schedule
 from ch02_segmented import database
 from ch03_signals import pipeline as ch03_pipeline
-from ch03_signals.benchmark import figures, table
+from ch03_signals.benchmark import figures, side_by_side, table, utilisation_note
 from workshop import settings as settings_mod, stations as answer_key
 from workshop.api import ApiConfig, ApiServer
 from workshop.celery_app import use_redis
@@ -107,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.skip_periodic:
         del runners["periodic (ch01)"]
     logs = tempfile.mkdtemp(prefix="ch04-bench-logs-")
-    results = {}
     with provide_redis(settings) as provided:
         use_redis(provided.url)
         r = provided.client()
@@ -116,15 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loops: batches of {config.max_batch}, {pipeline.LOOP.width()} in flight | periodic: a slice of "
               f"{settings.slice_size} every {settings.beat_interval:g} s, one request per station | "
               f"worker logs in {logs}")
-        for name, run in runners.items():
-            with ApiServer(config, host="127.0.0.1", port=0) as api:
-                os.environ["API_URL"], os.environ["API_KEY"] = api.url, config.key
-                print(f"running {name} ...", flush=True)
-                results[name] = run(r, api, settings_mod.load(), ids, args.timeout)
+        results = side_by_side(r, config, runners, ids, args.timeout)
     print()
     print(table(results))
-    print(f"\nutilisation: accepted requests per second over the wall time, divided by the API's rate "
-          f"({config.rate:g}/s); a short run can pass 100% on the burst ({config.burst} requests up front).")
+    print(utilisation_note(config))
     best = results["global limiter"]
     verdict = best["utilisation"] >= 0.95 and best["429s"] == 0
     print(f"global limiter: utilisation {best['utilisation']:.0%}, {best['429s']} 429s -> "
