@@ -28,12 +28,10 @@ import dataclasses
 import datetime as dt
 import email.utils
 import functools
-import hashlib
 import json
 import math
 import re
 import signal
-import struct
 import sys
 import threading
 import time
@@ -174,18 +172,12 @@ class TokenBucket:
 
 # --------------------------------------------------------------------------- faults
 
-def _uniforms(*key: object) -> tuple[float, float]:
-    """Two numbers in [0, 1), a pure function of `key`."""
-    digest = hashlib.blake2b(repr(key).encode(), digest_size=16).digest()
-    return tuple(x / 2**64 for x in struct.unpack(">2Q", digest))
-
-
 def draw_fault(config: ApiConfig, request_key: tuple, attempt: int) -> tuple[str, int]:
     """The fault ("ok", "error", "slow" or "malformed") and status of one /readings request.
 
     `request_key` is (sorted station ids, date); `attempt` counts earlier identical requests.
     """
-    kind_draw, status_draw = _uniforms("fault", config.seed, request_key, attempt)
+    kind_draw, status_draw = stations.uniforms("fault", config.seed, request_key, attempt, n=2)
     threshold = 0.0
     for kind in FAULT_KINDS:
         threshold += getattr(config, f"{kind}_rate")

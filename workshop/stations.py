@@ -36,7 +36,7 @@ def station_ids(count: int, start: int = 0) -> list[str]:
     return [station_id(i) for i in range(start, start + count)]
 
 
-def _uniforms(*key: object, n: int) -> tuple[float, ...]:
+def uniforms(*key: object, n: int) -> tuple[float, ...]:
     """`n` numbers in [0, 1), a pure function of `key` (the same on every machine and run)."""
     digest = hashlib.blake2b(repr(key).encode(), digest_size=8 * n).digest()
     return tuple(x / 2**64 for x in struct.unpack(f">{n}Q", digest))
@@ -48,7 +48,7 @@ def _as_day(day: dt.date | str) -> str:
 
 @lru_cache(maxsize=65536)
 def _station_climate(seed: int, station: str) -> tuple[float, float, float, float]:
-    base, amplitude, humidity, wetness = _uniforms(seed, station, "climate", n=4)
+    base, amplitude, humidity, wetness = uniforms(seed, station, "climate", n=4)
     return (-5 + 30 * base, 3 + 7 * amplitude, 45 + 40 * humidity, 0.05 + 0.3 * wetness)
 
 
@@ -56,7 +56,7 @@ def reading(seed: int, station: str, day: dt.date | str, hour: int, glitch_rate:
     """One hourly reading: temperature (°C), relative humidity (%) and rain (mm), rounded to 0.1."""
     day = _as_day(day)
     base, amplitude, humidity, wetness = _station_climate(seed, station)
-    noise_t, noise_h, rain_p, rain_x, glitch = _uniforms(seed, station, day, hour, n=5)
+    noise_t, noise_h, rain_p, rain_x, glitch = uniforms(seed, station, day, hour, n=5)
     # A diurnal cycle that peaks mid-afternoon, plus noise.
     temperature = base + amplitude * math.sin((hour - 9) / 24 * 2 * math.pi) + 4 * (noise_t - 0.5)
     rain = round(8 * rain_x**2, 1) if rain_p < wetness else 0.0
