@@ -1,6 +1,6 @@
 # Exercise copy of solutions/ch01_periodic/demo.py, made by `python -m workshop exercises build`.
 # Nothing to fill in here; it is part of the chapter's code. Change the solution, not this copy.
-"""`make demo` for chapter 1: the monolith on a timer over DEMO_STATIONS stations, then its figures.
+"""The demo of chapter 1 (`python -m workshop demo --pipeline ch01_periodic.demo`): the monolith on a timer, then its figures.
 
 The kit brings Redis, the fake API and a worker for `app`; this starts celery
 beat, follows the progress until the schedule went round, and counts the

@@ -62,9 +62,13 @@ def finished(r: redis.Redis, day: str) -> bool:
 
     Later beats still send runs, but they find nothing left to take.
     """
-    total = r.llen(key(day, "stations"))
-    cursor = int(r.get(key(day, "cursor")) or 0)
-    return total > 0 and cursor >= total and int(r.get(key(day, "running")) or 0) == 0
+    with r.pipeline() as p:   # MULTI: one consistent look, not three moments a late run could fall between
+        p.llen(key(day, "stations"))
+        p.get(key(day, "cursor"))
+        p.get(key(day, "running"))
+        total, cursor, running = p.execute()
+    # <= 0: a run that was at work when the day was reset counts itself out below zero.
+    return total > 0 and int(cursor or 0) >= total and int(running or 0) <= 0
 
 
 def most_at_once(runs: list[Run]) -> int:
@@ -100,7 +104,8 @@ def wait(r: redis.Redis, day: str, timeout: float, show: bool = False) -> bool:
         # The first run lists the day's stations: until then the bar has no total to draw.
         while not r.llen(key(day, "stations")) and not over() and time.monotonic() < deadline:
             time.sleep(0.1)
-        progress.follow(r, key(day, "progress"), desc="stations stored", timeout=timeout, until=over)
+        progress.follow(r, key(day, "progress"), desc="stations stored",
+                        timeout=max(0.0, deadline - time.monotonic()), until=over)
     while not over():
         if time.monotonic() > deadline:
             return False

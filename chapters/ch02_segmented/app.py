@@ -4,7 +4,8 @@
 
 Started by hand (`fetch.run_segment.delay()`) or by beat, every segment finds its
 work in Redis, so the schedule needs no arguments and no order: a tick with
-nothing to do costs one Redis read. (Chapter 3 replaces the timer with signals.)
+nothing to do sends no batch (discover still lists the stations from the API each
+time). Chapter 3 replaces the timer with signals.
 """
 from workshop import settings as settings_mod
 from workshop.celery_app import make_app

@@ -1,6 +1,6 @@
 # Exercise copy of solutions/ch02_segmented/demo.py, made by `python -m workshop exercises build`.
 # Nothing to fill in here; it is part of the chapter's code. Change the solution, not this copy.
-"""`make demo`: chapter 2's pipeline end to end on `demo_stations` stations.
+"""The demo of chapter 2 (`python -m workshop demo --pipeline ch02_segmented.demo`): its pipeline end to end.
 
 The kit brings Redis, the fake API and an embedded worker for `app`; `run`
 starts each segment by hand, in order, and checks every SQLite row against the

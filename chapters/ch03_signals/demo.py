@@ -1,6 +1,6 @@
 # Exercise copy of solutions/ch03_signals/demo.py, made by `python -m workshop exercises build`.
 # Nothing to fill in here; it is part of the chapter's code. Change the solution, not this copy.
-"""`make demo`: chapter 3's loop over DEMO_STATIONS stations, with its watchdog on beat.
+"""The demo of chapter 3 (`python -m workshop demo --pipeline ch03_signals.demo`): its loop, with the watchdog on beat.
 
 The kit brings Redis, the fake API and an embedded worker for `app`; `run`
 discovers the stations, kicks the loop once and follows it until it runs out of

@@ -1,4 +1,4 @@
-"""`make demo`: chapter 2's pipeline end to end on `demo_stations` stations.
+"""The demo of chapter 2 (`python -m workshop demo --pipeline ch02_segmented.demo`): its pipeline end to end.
 
 The kit brings Redis, the fake API and an embedded worker for `app`; `run`
 starts each segment by hand, in order, and checks every SQLite row against the

@@ -21,8 +21,9 @@ from .batches import fan_out
 from .connection import redis_client
 
 # What a batch can run into that is the API's fault, not ours: these are recorded, not raised.
-# (A body that is not JSON raises requests' JSONDecodeError, a ValueError.)
-API_ERRORS = (requests.RequestException, ValueError, KeyError)
+# A body that is not JSON raises requests' JSONDecodeError, a RequestException; a body without
+# one of the stations asked for, a KeyError. Anything else is a bug of ours, and raises.
+API_ERRORS = (requests.RequestException, KeyError)
 
 
 @app.task

@@ -1,4 +1,4 @@
-"""`make demo`: chapter 3's loop over DEMO_STATIONS stations, with its watchdog on beat.
+"""The demo of chapter 3 (`python -m workshop demo --pipeline ch03_signals.demo`): its loop, with the watchdog on beat.
 
 The kit brings Redis, the fake API and an embedded worker for `app`; `run`
 discovers the stations, kicks the loop once and follows it until it runs out of
