@@ -20,7 +20,7 @@ from workshop import settings as settings_mod, stations as answer_key
 from workshop.workers import EmbeddedBeat
 
 from ch02_segmented import database, keys as segment_keys
-from ch03_signals import error_log, history, pipeline, tasks, watchdog
+from ch03_signals import error_log, history, lock, pipeline, tasks, watchdog
 from ch03_signals.app import app, beat_schedule
 from ch03_signals.pipeline import LOOP
 
@@ -90,6 +90,55 @@ def assert_complete_and_correct(r, k, db, api, ids) -> None:
     assert not wrong, f"rows that differ from the answer key: {wrong}"
     assert set(r.smembers(k.persisted)) == set(ids)
     assert not r.exists(k.pending, k.fetched, k.transformed), "nothing left in any segment"
+
+
+# ---------------------------------------------------------------- the lock and one turn, no worker
+
+
+def test_the_lock_is_refreshed_and_released_only_by_its_owner(redis):
+    key = "ch03-test:lock"
+    assert lock.acquire(redis, key, "A", 10_000)
+    assert not lock.acquire(redis, key, "B", 10_000), "a held lock cannot be taken"
+
+    # B is not the owner: its refresh and release change nothing (value and TTL stay A's).
+    assert lock.refresh(redis, key, "B", 60_000) is False
+    assert lock.release(redis, key, "B") is False
+    assert lock.owner(redis, key) == "A" and 0 < redis.pttl(key) <= 10_000, "B touched A's lock"
+
+    assert lock.refresh(redis, key, "A", 60_000) is True
+    assert lock.owner(redis, key) == "A" and redis.pttl(key) > 10_000, "A's refresh extends its TTL"
+
+    assert lock.release(redis, key, "A") is True and not redis.exists(key)
+    assert lock.refresh(redis, key, "A", 60_000) is False and not redis.exists(key), "no lock to refresh"
+    assert lock.acquire(redis, key, "B", 10_000) and lock.owner(redis, key) == "B"
+
+
+def test_advance_by_a_stale_owner_is_lost_and_sends_nothing(redis, k, monkeypatch):
+    redis.sadd(k.pending, *answer_key.station_ids(10))   # work to do, were the owner still in charge
+    sent = []
+    monkeypatch.setattr(LOOP, "send", lambda step, day, owner, countdown=0.0: sent.append((step, owner)))
+    lk = LOOP.keys(k.day)
+    assert lock.acquire(redis, lk.lock, "new-owner", 10_000)
+
+    assert LOOP.advance(redis, k.day, "stale-owner") == "lost"
+    assert sent == [], "a loop that lost its lock must not send a batch"
+    assert LOOP.running(redis, k.day) == "new-owner" and redis.pttl(lk.lock) <= 10_000, "the lock is untouched"
+
+    # The owner itself carries on: one batch sent, under its own token.
+    assert LOOP.advance(redis, k.day, "new-owner") == "fetch"
+    assert [(step.segment.name, owner) for step, owner in sent] == [("fetch", "new-owner")]
+
+
+def test_the_watchdog_leaves_a_day_without_work_idle(redis, k, monkeypatch):
+    sent = []
+    monkeypatch.setattr(LOOP, "send", lambda *args, **kwargs: sent.append(args))
+    lk = LOOP.keys(k.day)
+    redis.sadd(LOOP.watched, k.day)   # watched, but nothing in any segment
+
+    assert watchdog.check_day(redis, LOOP, k.day) == "idle"
+    assert sent == [] and not redis.exists(lk.lock, lk.restarts), "no kick, no lock, no restart"
+    assert not redis.sismember(LOOP.watched, k.day), "an idle day is no longer watched"
+    assert watchdog.check(redis, LOOP) == {}
 
 
 # ---------------------------------------------------------------- the loop
@@ -214,8 +263,10 @@ def test_stop_ends_the_loop_after_the_batch_in_flight_and_kick_resumes_it_to_a_c
     finally:
         task_prerun.disconnect(stop_at_third_batch, sender=tasks.fetch_batch)
 
-    # Stopped: the batch in flight finished, no next one was sent, the lock is gone.
-    assert len(iterations(redis, k, "fetch_batch")) == 3
+    # Stopped: the batch in flight finished, no next one was sent, the lock is gone. The lock goes
+    # in the third batch's task_success handler, its history entry a moment later (task_postrun).
+    rows = history.wait(redis, k.day, lambda rows: sum(e["task"] == "fetch_batch" for e in rows) >= 3)
+    assert [e["task"] for e in rows] == ["fetch_batch"] * 3
     assert redis.scard(k.fetched) == 15 and redis.scard(k.pending) == N - 15
     assert not LOOP.finished(redis, k.day)
     assert watchdog.check(redis, LOOP) == {k.day: "stopped"}, "the watchdog leaves a stopped loop alone"
@@ -277,10 +328,11 @@ def test_a_handler_that_raises_once_kills_the_loop_silently_and_the_watchdog_res
 
 
 def test_the_error_log_and_the_history_match_the_injected_faults(redis, fake_api, worker, db, k, monkeypatch):
-    # 5xx, broken bodies, and responses slower than the client's timeout (a wide margin: only the
-    # injected ones may time out, even on a busy machine); no 429s (a generous limit).
-    use(monkeypatch, batch_size=4, request_timeout=1.0)
-    api = fake_api(stations=N, error_rate=0.1, malformed_rate=0.15, slow_rate=0.05, slow_seconds=2.0,
+    # 5xx, broken bodies, and responses slower than the client's timeout (a wide margin: the
+    # timeout is generous, so only the injected slow ones time out, even on a busy machine; they
+    # are far past it); no 429s (a generous limit).
+    use(monkeypatch, batch_size=4, request_timeout=2.5)
+    api = fake_api(stations=N, error_rate=0.1, malformed_rate=0.15, slow_rate=0.05, slow_seconds=4.0,
                    rate=100, burst=100)
     ids = answer_key.station_ids(N)
     pipeline.discover(k.day)

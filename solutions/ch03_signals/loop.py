@@ -118,7 +118,7 @@ class Loop:
             task_failure.connect(self.on_failure, sender=segment.task, weak=False, dispatch_uid=uid + ":fail")
 
     def on_success(self, sender: Task, **_) -> None:
-        """task_success, in the worker's pool process, after the result is stored: next batch."""
+        """task_success, in the worker's pool process, once the task returned (no result is stored): next batch."""
         self._carry_on(sender.request, countdown=0.0)
 
     def on_failure(self, sender: Task, exception: BaseException | None = None, **_) -> None:
