@@ -42,6 +42,10 @@ class ApiKeys:
         return f"{self.base}:limit"
 
     @property
+    def published(self) -> str:  # hash: rate, burst the API published when `configure_published` last set the limit
+        return f"{self.base}:published"
+
+    @property
     def pause(self) -> str:    # string: paused until (ms on Redis's clock), expiring when the pause ends
         return f"{self.base}:pause"
 
@@ -54,7 +58,7 @@ class ApiKeys:
         return f"{self.base}:counters"
 
     def all(self) -> list[str]:
-        return [self.state, self.limit, self.pause, self.pauses, self.counters]
+        return [self.state, self.limit, self.published, self.pause, self.pauses, self.counters]
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,24 @@ def configure(r: redis.Redis, published: Limit, name: str = API, jitter: float =
     return enforced
 
 
+def configure_published(r: redis.Redis, published: Limit, name: str = API, jitter: float = JITTER) -> Limit:
+    """`configure` from the API's published limit, unless that is the one already configured.
+
+    A limit learned since from `X-RateLimit-Limit` (see `learn`) is what the API
+    enforces now: the next run must not put the published one back over it.
+    So the limit is written only when none is stored or the published one changed.
+    Returns what the limiter enforces.
+    """
+    k = ApiKeys(name)
+    stored, known = r.hgetall(k.published), current(r, name)
+    if known and stored and Limit(float(stored["rate"]), int(stored["burst"])) == \
+            Limit(float(published.rate), published.burst):
+        return Limit(known["rate"], known["burst"])
+    enforced = configure(r, published, name, jitter)
+    r.hset(k.published, mapping={"rate": float(published.rate), "burst": published.burst})
+    return enforced
+
+
 def current(r: redis.Redis, name: str = API) -> dict:
     """The limit in Redis: {rate, burst, api_rate, api_burst, jitter}, or {} before `configure`."""
     raw = r.hgetall(ApiKeys(name).limit)

@@ -28,6 +28,7 @@ __all__ = ["app", "run"]
 def run(r: redis.Redis, settings: settings_mod.Settings, timeout: float = 120.0) -> dict:
     day = settings.day.isoformat()
     pipeline.reset(r, day)
+    pipeline.reset_limits(r)      # the demo alone calls this API: a fresh limiter
     app.conf.beat_schedule = beat_schedule(settings)
     with tempfile.TemporaryDirectory(prefix="ch04-demo-") as folder, \
             EmbeddedBeat(app, max_interval=min(1.0, settings.beat_interval)):

@@ -20,7 +20,7 @@ from workshop import settings as settings_mod
 
 from . import dead_letters, limiter, safety, tasks
 from .app import app
-from .keys import ApiKeys, for_day
+from .keys import API, ApiKeys, for_day
 from .loop import LeasedLoop
 
 HISTORY, ERRORS = "ch04:history", "ch04:errors"
@@ -49,12 +49,15 @@ error_log.connect(*tasks.BATCH_TASKS, stream=ERRORS)
 def prepare(r: redis.Redis, limit: limiter.Limit | None = None, loop: LeasedLoop = LOOP) -> limiter.Limit:
     """Before a run: check the app, and tell every worker the API's limit (the one it publishes, by default).
 
+    A lower limit learned from the API's `X-RateLimit-Limit` during an earlier run is kept, unless the
+    published limit itself changed since.
+
     For the per-worker loop, the same limit goes to Celery's `rate_limit`, on each worker.
     """
     s = settings_mod.load()
     safety.check(app, s.request_timeout)
     published = limit or limiter.published_limit(s)
-    enforced = limiter.configure(r, published)
+    enforced = limiter.configure_published(r, published)   # a limit learned since is kept
     if loop is PER_WORKER_LOOP:   # every worker running now says it took it (within a second)
         app.control.rate_limit(tasks.fetch_batch_per_worker.name, f"{published.rate:g}/s", reply=True, timeout=1.0)
     return enforced
@@ -79,8 +82,12 @@ def run(r: redis.Redis, day=None, stations: int | None = None, db: str | None = 
     return loop.wait(r, day, timeout, show=show)
 
 
-def reset(r: redis.Redis, day=None, limits: bool = True) -> None:
-    """Forget the day (chapter 2's and 4's keys, both loops' keys) and, by default, the API's limit state."""
+def reset(r: redis.Redis, day=None) -> None:
+    """Forget the day: chapter 2's and 4's keys, both loops' keys.
+
+    Never the API's limit state (`reset_limits`): it is shared with every other day's loop, and one
+    running now would find no limit (NoLimitError) or a fresh bucket that lets it burst into the API.
+    """
     k = for_day(day)
     stale = [*r.scan_iter(match=k.pattern, count=1000),
              *r.scan_iter(match=f"progress:{segment_keys.PREFIX}:{k.day}:*")]
@@ -88,8 +95,12 @@ def reset(r: redis.Redis, day=None, limits: bool = True) -> None:
         r.delete(*stale)
     for loop in LOOPS.values():
         loop.forget(r, k.day)
-    if limits:
-        r.delete(*ApiKeys().all())
+
+
+def reset_limits(r: redis.Redis, name: str = API) -> None:
+    """Forget the API's limit state (limit, learned limit, bucket, pause, its log): only when no loop,
+    of any day, calls that API now, as in a benchmark or a notebook that owns the API."""
+    r.delete(*ApiKeys(name).all())
 
 
 def outcome(r: redis.Redis, day=None, db: str | None = None,
