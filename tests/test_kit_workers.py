@@ -99,3 +99,11 @@ def test_a_worker_that_cannot_start_says_where_its_log_is(worker_processes):
     from workshop.workers import WorkerNotReady
     with pytest.raises(WorkerNotReady, match="exited with code"):
         worker_processes("no_such_module_here", count=1, env=ENV)
+
+
+def test_worker_processes_without_a_redis_say_what_to_do(monkeypatch):
+    from workshop.redis_provider import NoRedisError
+    from workshop.workers import WorkerProcesses
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    with pytest.raises(NoRedisError, match="Worker processes need REDIS_URL"):
+        WorkerProcesses("kitapp", env=ENV).start()

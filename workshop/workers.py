@@ -25,6 +25,7 @@ from celery.beat import EmbeddedService
 from celery.contrib.testing.worker import start_worker
 
 from . import target as target_mod
+from .redis_provider import NoRedisError
 
 
 class WorkerNotReady(RuntimeError):
@@ -166,6 +167,9 @@ class WorkerProcesses:
 
     def start(self, timeout: float = 60.0) -> "WorkerProcesses":
         env = _child_env(self.target, self.env)
+        if not env.get("REDIS_URL"):
+            raise NoRedisError("Worker processes need REDIS_URL: call workshop.celery_app.use_redis(url) "
+                               "(lab.setup() and the test fixtures do) or set it before starting them.")
         for name in self.names:
             log = self.log_dir / f"{name.split('@')[0]}.log"
             self.processes.append(_Process(self._argv(name), env, log))
