@@ -14,10 +14,10 @@ from collections import Counter
 
 import pytest
 
-from workshop import settings as settings_mod, stations as answer_key
+from workshop import progress, stations as answer_key
 
-from ch02_segmented import database, keys, pipeline
-from ch02_segmented.app import app
+from ch02_segmented import batches, database, fetch, keys, pipeline
+from ch02_segmented.app import app, beat_schedule
 
 N = 40          # stations per test: small, so the module stays quick on a busy machine
 TIMEOUT = 60.0  # seconds any one segment may take before a test gives up
@@ -224,7 +224,8 @@ def test_end_to_end_every_station_persisted_once_and_correct(redis, fake_api, wo
     assert members(redis, k.persisted) == set(ids)
     assert not redis.exists(k.pending, k.fetched, k.transformed, k.fetch_errors)
     assert api.stats()["fetches"] == {s: 1 for s in ids}
-    checked = pipeline.outcome(redis, k.day, db, settings_mod.load(api_glitch_rate=0.05))
+    # The answer key's seed and glitch rate come from the API's own config, not the settings.
+    checked = pipeline.outcome(redis, k.day, db)
     assert checked == {"stations": N, "done": N, "failed": 0, "missing": 0, "wrong": 0}
 
     # The whole pipeline again: nothing to do, nothing changes, nothing fetched twice.
@@ -250,3 +251,29 @@ def test_beat_drives_the_segments_to_a_complete_run(redis, fake_api, worker, db,
 
     assert members(redis, k.persisted) == set(ids)
     assert_rows_equal(database.rows(db, k.day), expected_rows(ids, k.day, api.config.seed, 0.0))
+
+
+# ---------------------------------------------------------------- the kit around the segments
+
+def test_rows_on_a_missing_database_raise_and_create_nothing(tmp_path, monkeypatch):
+    wrong = tmp_path / "typo.sqlite3"
+    monkeypatch.setenv("CH02_DB", str(wrong))
+    with pytest.raises(FileNotFoundError, match="CH02_DB") as raised:
+        database.rows()
+    assert str(wrong) in str(raised.value)
+    assert not wrong.exists(), "reading must not create an empty database"
+
+
+def test_a_tick_with_nothing_to_queue_leaves_running_counters_alone(redis, k):
+    key = k.progress("fetch")
+    progress.start(redis, key, 10)
+    progress.advance(redis, key, done=4)
+    assert batches.fan_out(redis, key, fetch.fetch_batch, [], 5, k.day) == {"stations": 0, "batches": []}
+    assert progress.counters(redis, key) == {"total": 10, "done": 4, "failed": 0}
+
+
+def test_the_beat_schedule_reads_beat_interval_when_asked_not_at_import(monkeypatch):
+    monkeypatch.setenv("BEAT_INTERVAL", "7")
+    schedule = beat_schedule()
+    assert {entry["task"].split(".")[1] for entry in schedule.values()} == set(keys.SEGMENTS)
+    assert all(entry["schedule"] == 7 for entry in schedule.values())

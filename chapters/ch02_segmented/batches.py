@@ -21,8 +21,10 @@ def fan_out(r: redis.Redis, progress_key: str, batch_task: Task, ids: list[str],
     Redis. Returns how many stations were queued and the batch tasks' ids.
     """
     ids = sorted(ids)   # the same input gives the same batches: reproducible runs and faults
-    progress.start(r, progress_key, len(ids))
     if not ids:
+        # Nothing to queue: leave the counters alone, they may belong to batches an
+        # earlier tick sent that are still running.
         return {"stations": 0, "batches": []}
+    progress.start(r, progress_key, len(ids))
     sent = group(batch_task.s(batch, *args, **kwargs) for batch in split(ids, size)).apply_async()
     return {"stations": len(ids), "batches": [result.id for result in sent.results]}

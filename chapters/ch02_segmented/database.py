@@ -43,8 +43,17 @@ def upsert(conn: sqlite3.Connection, summaries: list[dict]) -> None:
 
 
 def rows(db: str | os.PathLike | None = None, day: str | None = None) -> list[dict]:
-    """Every row (of `day`, if given), ordered by station, as dicts like the summaries."""
-    with closing(connect(db)) as conn:
+    """Every row (of `day`, if given), ordered by station, as dicts like the summaries.
+
+    Read-only: a wrong path raises, rather than creating an empty database that
+    would make every station look missing.
+    """
+    file = path(db)
+    if not file.exists():
+        raise FileNotFoundError(
+            f"no SQLite database at {file}: check the db argument or CH02_DB "
+            f"(now {os.environ.get('CH02_DB')!r}), or run the persist segment first, which creates it.")
+    with closing(sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, timeout=30)) as conn:
         conn.row_factory = sqlite3.Row
         where, params = ("WHERE date = ?", (day,)) if day else ("", ())
         return [dict(row) for row in conn.execute(

@@ -6,6 +6,7 @@ queued is accounted for (done or failed), following its progress counters.
 from __future__ import annotations
 
 import redis
+import requests
 
 from workshop import progress, settings as settings_mod, stations as answer_key
 
@@ -23,7 +24,8 @@ def run_segment(r: redis.Redis, segment: str, day: str | None = None, timeout: f
     # Once the entry task answers, its counters are reset and its batches sent.
     sent = entry.delay(k.day, **options).get(timeout=timeout)
     if not sent["stations"]:
-        return progress.counters(r, k.progress(segment))
+        # Nothing queued, counters untouched (an earlier tick's batches may own them): this run's are zero.
+        return {"total": 0, "done": 0, "failed": 0}
     batches = [entry.app.AsyncResult(task_id) for task_id in sent["batches"]]
     # Stop when the counters are complete, or when every batch task has ended (one that
     # raised never counts its stations): never wait out the timeout for a dead batch.
@@ -46,14 +48,37 @@ def run_all(r: redis.Redis, day: str | None = None, limit: int | None = None, db
     return counts
 
 
+def answer_key_config(settings: settings_mod.Settings | None = None) -> tuple[int, float]:
+    """(seed, glitch_rate) the API serves: from its GET /_stats config, else from the settings.
+
+    The fake API (a `lab.setup(glitch_rate=...)`, a test's profile) may differ from the
+    settings; a real API without /_stats is taken to serve what the settings say.
+    """
+    s = settings or settings_mod.load()
+    try:
+        response = requests.get(f"{s.effective_api_url}/_stats", timeout=5)
+        response.raise_for_status()
+        config = response.json()["config"]
+        return int(config["seed"]), float(config["glitch_rate"])
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return s.seed, s.api_glitch_rate
+
+
 def outcome(r: redis.Redis, day: str | None = None, db: str | None = None,
-            settings: settings_mod.Settings | None = None) -> dict[str, int]:
+            settings: settings_mod.Settings | None = None, *, seed: int | None = None,
+            glitch_rate: float | None = None) -> dict[str, int]:
     """Every discovered station's SQLite row checked against the answer key.
 
     done: its row equals the expected summary; wrong: its row differs; failed: no
     row, and its last fetch failed; missing: no row, for no recorded reason.
+    The answer key uses `seed` and `glitch_rate` if given, else the API's own config
+    (`answer_key_config`), so it matches the readings the API served.
     """
-    s, k = settings or settings_mod.load(), keys.for_day(day)
+    k = keys.for_day(day)
+    if seed is None or glitch_rate is None:
+        api_seed, api_glitch_rate = answer_key_config(settings)
+        seed = api_seed if seed is None else seed
+        glitch_rate = api_glitch_rate if glitch_rate is None else glitch_rate
     ids = sorted(r.smembers(k.stations))
     stored = {row["station"]: row for row in database.rows(db, k.day)}
     fetch_failed = set(r.hkeys(k.fetch_errors))
@@ -63,6 +88,6 @@ def outcome(r: redis.Redis, day: str | None = None, db: str | None = None,
         if row is None:
             counts["failed" if station in fetch_failed else "missing"] += 1
         else:
-            expected = answer_key.expected_summary(station, k.day, s.seed, s.api_glitch_rate)
+            expected = answer_key.expected_summary(station, k.day, seed, glitch_rate)
             counts["done" if answer_key.same_summary(row, expected) else "wrong"] += 1
     return counts
