@@ -18,9 +18,11 @@ import sys
 import threading
 import time
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 import requests
+from celery.exceptions import Retry
 
 from workshop import settings as settings_mod, stations as answer_key, target
 from workshop.api import ApiConfig, draw_fault
@@ -285,14 +287,68 @@ def test_dead_letters_take_a_batch_out_of_flight_with_its_reason_and_can_be_requ
     k = keys.for_day(DAY)
     redis.sadd(k.pending, "WX00001", "WX00002", "WX00003")
     batch = leases.lease(redis, k, 2, 30)
-    assert retries.count_failure(redis, k, batch) == 1
-    assert retries.count_failure(redis, k, batch) == 2
+    assert retries.count_failure(redis, k, batch) == dict.fromkeys(batch, 1)
+    assert retries.count_failure(redis, k, batch) == dict.fromkeys(batch, 2)
     dead_letters.bury(redis, k, batch, retries.Failure("5xx", "HTTP 503", True), attempts=2)
     buried = dead_letters.dead_letters(redis, k)
     assert sorted(buried) == batch and {d["reason"] for d in buried.values()} == {"5xx"}
     assert not redis.exists(k.in_flight) and redis.smembers(k.pending) == {"WX00003"}
     assert dead_letters.requeue(redis, k) == batch
     assert redis.smembers(k.pending) == {"WX00001", "WX00002", "WX00003"} and not redis.exists(k.attempts)
+
+
+class FakeTask:
+    """Just enough of a bound task to call the fetch body in the test process."""
+    request = SimpleNamespace(headers={})
+
+    def retry(self, countdown=None, exc=None):
+        return Retry(exc=exc, when=countdown)
+
+
+def test_an_unexpected_error_in_the_fetch_step_is_raised_counted_and_finally_dead_lettered(redis, monkeypatch):
+    from ch04_rate_limits import fetch
+    k = keys.for_day(DAY)
+    redis.sadd(k.pending, "WX00001", "WX00002")
+    batch = leases.lease(redis, k, 2, 30)
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug in the client")
+    monkeypatch.setattr(fetch.client, "fetch", broken)
+    for attempt in range(1, retries.MAX_ATTEMPTS + 1):
+        with pytest.raises(TypeError, match="a bug"):   # loud: task_failure, the loop's error log
+            fetch.fetch(FakeTask(), batch, DAY, global_limit=False)
+        assert retries.attempts(redis, k) == dict.fromkeys(batch, attempt)
+        if attempt < retries.MAX_ATTEMPTS:
+            assert sorted(leases.in_flight(redis, k)) == batch, "still leased: the reaper hands them back"
+            assert not redis.exists(k.dead_letters)
+    buried = dead_letters.dead_letters(redis, k)
+    assert sorted(buried) == batch and {d["reason"] for d in buried.values()} == {"unexpected"}
+    assert all(d["detail"] == "TypeError: a bug in the client" and d["attempts"] == retries.MAX_ATTEMPTS
+               for d in buried.values())
+    assert not redis.exists(k.in_flight) and not redis.exists(k.pending), "none stuck in flight or cycling"
+    assert fetch.fetch(FakeTask(), batch, DAY, global_limit=False) == {"day": DAY, "done": 0, "dead": 0}
+
+
+def test_giving_up_buries_only_stations_still_leased_and_counts_attempts_per_station(redis):
+    from ch04_rate_limits import fetch
+    k = keys.for_day(DAY)
+    redis.sadd(k.pending, "WX00001", "WX00002", "WX00003")
+    batch = leases.lease(redis, k, 3, 30)
+    # Our lease expired; another holder leased WX00001 again and settled it before we give up.
+    fetch.settle(redis, k, ["WX00001"], {"WX00001": [1.0] * 24})
+    assert fetch.retry_or_give_up(FakeTask(), redis, k, batch, http_error(404)) == \
+        {"day": DAY, "done": 0, "dead": 2, "reason": "http-4xx"}
+    assert sorted(dead_letters.dead_letters(redis, k)) == ["WX00002", "WX00003"]
+    assert redis.smembers(k.fetched) == {"WX00001"}, "done once, never also dead-lettered"
+
+    redis.delete(k.dead_letters, k.attempts)
+    redis.sadd(k.pending, "WX00004", "WX00005")
+    batch = leases.lease(redis, k, 2, 30)
+    redis.hset(k.attempts, "WX00005", retries.MAX_ATTEMPTS - 1)   # it joined this batch with attempts behind it
+    with pytest.raises(Retry):
+        fetch.retry_or_give_up(FakeTask(), redis, k, batch, http_error(503))
+    assert list(dead_letters.dead_letters(redis, k)) == ["WX00005"]
+    assert list(leases.in_flight(redis, k)) == ["WX00004"] and retries.attempts(redis, k)["WX00004"] == 1
 
 
 # ---------------------------------------------------------------- leases and the reaper

@@ -59,12 +59,16 @@ def classify(error: Exception) -> Failure:
     return Failure("unexpected", f"{type(error).__name__}: {error}"[:200], False)
 
 
-def count_failure(r: redis.Redis, k: Keys, batch: list[str]) -> int:
-    """One more failed attempt for each station of the batch; returns the most any of them has had."""
+def count_failure(r: redis.Redis, k: Keys, batch: list[str]) -> dict[str, int]:
+    """One more failed attempt for each station of the batch; returns station -> its attempts so far.
+
+    Per station, not the most over the batch: a station that joined the batch
+    later (brought back by the reaper) is not given up on for the others' attempts.
+    """
     with r.pipeline() as p:
         for station in batch:
             p.hincrby(k.attempts, station, 1)
-        return max(p.execute(), default=0)
+        return dict(zip(batch, p.execute()))
 
 
 def attempts(r: redis.Redis, k: Keys) -> dict[str, int]:

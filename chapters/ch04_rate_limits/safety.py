@@ -38,9 +38,12 @@ class ConfigurationError(RuntimeError):
 
 
 def longest_unacked(request_timeout: float) -> float:
-    """Seconds a fetch message can stay unacknowledged on purpose: the longest countdown, then a whole task."""
+    """Seconds a fetch message can stay unacknowledged on purpose: the longest countdown, then a whole task.
+
+    The longest countdown is a backoff (retries.CAP) or, after repeated 429s, a Retry-After (retry_after.LONGEST).
+    """
     assert retry_after.LONGEST < ACQUIRE_TIMEOUT < TASK_TIME_LIMIT, "a pause must fit in a task's wait"
-    return retries.CAP + max(TASK_TIME_LIMIT, ACQUIRE_TIMEOUT + request_timeout)
+    return max(retries.CAP, retry_after.LONGEST) + max(TASK_TIME_LIMIT, ACQUIRE_TIMEOUT + request_timeout)
 
 
 def check(app: Celery, request_timeout: float) -> dict:
@@ -56,6 +59,7 @@ def check(app: Celery, request_timeout: float) -> dict:
     if longest * MARGIN > visibility:
         raise ConfigurationError(
             f"broker_transport_options visibility_timeout={visibility} s is too short: a fetch message may stay "
-            f"unacknowledged {longest:g} s (a retry countdown of up to {retries.CAP:g} s, then a task of up to "
+            f"unacknowledged {longest:g} s (a retry countdown of up to {max(retries.CAP, retry_after.LONGEST):g} s, "
+            f"then a task of up to "
             f"{TASK_TIME_LIMIT} s); set it to at least {longest * MARGIN:g} s, or shorten those waits.")
     return {"visibility_timeout": visibility, "longest_unacked": longest}

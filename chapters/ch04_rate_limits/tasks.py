@@ -18,7 +18,9 @@ from .app import app
 from .safety import TASK_TIME_LIMIT
 
 # Retries are counted per station by us (retries.py), not by Celery: no max_retries.
-FETCH_OPTIONS = dict(bind=True, max_retries=None, ignore_result=True, time_limit=TASK_TIME_LIMIT)
+# The soft time limit raises in the task, which counts it as an attempt (fetch.py); the hard one only kills it.
+FETCH_OPTIONS = dict(bind=True, max_retries=None, ignore_result=True, time_limit=TASK_TIME_LIMIT,
+                     soft_time_limit=TASK_TIME_LIMIT - 30)
 
 
 def fetch_global(self: Task, batch: list[str], day: str) -> dict:

@@ -4,14 +4,26 @@ One batch, one API request, and everything around it:
 
     ask the limiter (wait, keeping the lease and the loop's lock alive) -> request
       200              -> settle: readings stored, lease released, ids to fetched (one script)
-      429              -> follow the API's limit, pause every worker for Retry-After, ask again
+      429              -> follow the API's limit, pause every worker for Retry-After, ask again;
+                          after MAX_429_ROUNDS of those, retry later (countdown: Retry-After), no attempt counted
       5xx, timeout     -> count an attempt; retry with backoff, or dead-letter after MAX_ATTEMPTS
       malformed, 4xx   -> dead-letter at once, with the reason
+      anything else    -> (a bug, the limiter timing out, the soft time limit, ...) count an attempt,
+                          dead-letter the stations that reached MAX_ATTEMPTS ("unexpected"), and re-raise
 
-The task always ends in "done" or "dead-lettered" for its whole batch, or in a
-retry (a new message with a countdown), never in an exception that leaves the
-batch in doubt. The same body runs without the global limiter, as Celery's own
-per-worker `rate_limit` would: the notebook and the benchmark compare the two.
+For the API's answers, the task ends in "done" or "dead-lettered" for its batch,
+or in a retry (a new message with a countdown). Anything else is re-raised, on
+purpose: a bug must be loud (task_failure, the loop's error log), and the
+stations must not cycle for ever either. So the failure counts an attempt for
+each station still leased, those at MAX_ATTEMPTS are dead-lettered with reason
+"unexpected" (the detail says which exception), and the others keep their
+lease until the reaper hands them back for another try. Only Celery's hard
+time limit kills the task without a word from it: the soft one (tasks.py) comes first.
+Giving up touches only the stations still in flight: one that another holder
+settled after our lease expired is never both done and dead-lettered.
+
+The same body runs without the global limiter, as Celery's own per-worker
+`rate_limit` would: the notebook and the benchmark compare the two.
 """
 from __future__ import annotations
 
@@ -22,6 +34,7 @@ from typing import Callable
 
 import redis
 from celery import Task
+from celery.exceptions import Retry
 
 from ch02_segmented.connection import redis_client
 from ch02_segmented.fetch import API_ERRORS
@@ -34,6 +47,9 @@ from .keys import Keys, for_day
 
 LEASE_ENV = "CH04_LEASE"
 DEFAULT_LEASE = 30.0   # seconds a batch may sit unattended (queued, or its worker gone) before it is reaped
+# 429s a task waits out itself (pause, ask again); at the next one it retries later instead.
+# Two pauses of at most retry_after.LONGEST still fit in the task's time limit.
+MAX_429_ROUNDS = 2
 
 
 def lease_seconds() -> float:
@@ -117,8 +133,20 @@ def fetch(task: Task, batch: list[str], day: str, global_limit: bool = True) -> 
     batch = still_leased(r, k, batch)
     if not batch:   # a message delivered again after its batch was done (or reaped): nothing to do
         return {"day": day, "done": 0, "dead": 0}
+    try:
+        return _fetch_leased(task, r, k, s, batch, day, global_limit)
+    except Retry:
+        raise
+    except Exception as error:   # not the API's answer: count it, give up on the spent stations, stay loud
+        give_up_if_spent(r, k, batch, error)
+        raise
+
+
+def _fetch_leased(task: Task, r: redis.Redis, k: Keys, s: settings_mod.Settings, batch: list[str], day: str,
+                  global_limit: bool) -> dict:
     gate = limiter.GlobalLimiter(r) if global_limit else None
     wait = keep_alive(r, k, batch, task.request.headers or {})
+    rounds = 0   # 429s waited out in this task
     while True:
         if gate is not None:
             gate.acquire(timeout=safety.ACQUIRE_TIMEOUT, sleep=wait)
@@ -126,26 +154,49 @@ def fetch(task: Task, batch: list[str], day: str, global_limit: bool = True) -> 
         try:
             readings = client.fetch(batch, day, s)
         except client.RateLimited as limited:
-            if gate is None:
-                # Per-worker limits know nothing of each other: this task alone backs off.
-                leases.extend(r, k, batch, limited.wait.seconds + lease_seconds())
-                raise task.retry(countdown=limited.wait.seconds, exc=limited)
-            limiter.learn(r, limited.limit)
-            pause.pause(r, limited.wait.seconds, why=f"429 for {batch[0]}..{batch[-1]}: Retry-After {limited.wait}")
-            continue   # not an attempt: the batch did nothing wrong; wait the pause out and ask again
-        except API_ERRORS as error:
+            if gate is not None:
+                limiter.learn(r, limited.limit)
+                pause.pause(r, limited.wait.seconds, why=f"429 for {batch[0]}..{batch[-1]}: Retry-After {limited.wait}")
+                if rounds < MAX_429_ROUNDS:
+                    rounds += 1
+                    continue   # not an attempt: the batch did nothing wrong; wait the pause out and ask again
+            # Per-worker limits know nothing of each other: this task alone backs off. And a task
+            # refused again and again gives its worker back: a new message asks after Retry-After.
+            leases.extend(r, k, batch, limited.wait.seconds + lease_seconds())
+            raise task.retry(countdown=limited.wait.seconds, exc=limited)
+        except (*API_ERRORS, client.MalformedBody) as error:
             return retry_or_give_up(task, r, k, batch, error)
         settle(r, k, batch, readings)
         return {"day": day, "done": len(batch), "dead": 0}
 
 
 def retry_or_give_up(task: Task, r: redis.Redis, k: Keys, batch: list[str], error: Exception) -> dict:
-    """A failed attempt: retry later (5xx, timeout) with backoff, or dead-letter the batch with the reason."""
+    """A failed attempt: retry later (5xx, timeout) with backoff, or dead-letter with the reason.
+
+    Per station: those at MAX_ATTEMPTS (all of them, for a failure not worth
+    retrying) are dead-lettered, if still in flight; the others are retried.
+    """
     failure = retries.classify(error)
     attempts = retries.count_failure(r, k, batch)
-    if failure.retryable and attempts < retries.MAX_ATTEMPTS:
-        countdown = retries.backoff(attempts)
-        leases.extend(r, k, batch, countdown + lease_seconds())   # the retry's message holds the batch
+    spent = [st for st in batch if not failure.retryable or attempts[st] >= retries.MAX_ATTEMPTS]
+    buried = dead_letters.bury(r, k, spent, failure, attempts) if spent else []
+    left = [st for st in batch if st not in spent]
+    if left:
+        countdown = retries.backoff(max(attempts[st] for st in left))
+        leases.extend(r, k, left, countdown + lease_seconds())   # the retry's message holds them
         raise task.retry(countdown=countdown, exc=error)
-    dead_letters.bury(r, k, batch, failure, attempts)
-    return {"day": k.day, "done": 0, "dead": len(batch), "reason": failure.reason}
+    return {"day": k.day, "done": 0, "dead": len(buried), "reason": failure.reason}
+
+
+def give_up_if_spent(r: redis.Redis, k: Keys, batch: list[str], error: Exception) -> list[str]:
+    """An unexpected failure: one more attempt for the stations still leased; dead-letter the spent ones.
+
+    The others keep their lease, and the reaper hands them back when it expires.
+    Returns the stations dead-lettered.
+    """
+    attempts = retries.count_failure(r, k, still_leased(r, k, batch))
+    spent = [st for st, n in attempts.items() if n >= retries.MAX_ATTEMPTS]
+    if not spent:
+        return []
+    failure = retries.Failure("unexpected", f"{type(error).__name__}: {error}"[:200], False)
+    return dead_letters.bury(r, k, spent, failure, attempts)
