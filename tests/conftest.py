@@ -9,8 +9,8 @@
 """
 from __future__ import annotations
 
+import functools
 import os
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +20,6 @@ from workshop.celery_app import use_redis
 from workshop.redis_provider import NoRedisError, provide_redis
 from workshop.workers import BeatProcess, EmbeddedWorker, WorkerProcesses
 
-TESTS = Path(__file__).resolve().parent
 
 
 def pytest_addoption(parser):
@@ -100,19 +99,24 @@ def fake_api(monkeypatch):
         server.stop()
 
 
+def _starting(make):
+    """A fixture body: `start(*args, **options)` makes and starts one thing; all are stopped after the test."""
+    started = []
+
+    def start(*args, **options):
+        thing = make(*args, **options).start()
+        started.append(thing)
+        return thing
+
+    yield start
+    for thing in reversed(started):
+        thing.stop()
+
+
 @pytest.fixture
 def embedded_worker(redis):
     """Start an in-thread worker with `embedded_worker(app, pool=..., concurrency=...)`."""
-    workers = []
-
-    def start(app, **options) -> EmbeddedWorker:
-        worker = EmbeddedWorker(app, **options).start()
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.stop()
+    yield from _starting(EmbeddedWorker)
 
 
 @pytest.fixture
@@ -122,30 +126,10 @@ def worker_processes(redis, tmp_path):
     They inherit this process's environment (REDIS_URL, API_URL, WORKSHOP_TARGET)
     plus `env`; their logs are in the test's tmp_path.
     """
-    started = []
-
-    def start(app_module: str, count: int = 1, **options) -> WorkerProcesses:
-        options.setdefault("log_dir", str(tmp_path))
-        workers = WorkerProcesses(app_module, count, **options).start()
-        started.append(workers)
-        return workers
-
-    yield start
-    for workers in started:
-        workers.stop()
+    yield from _starting(functools.partial(WorkerProcesses, log_dir=str(tmp_path)))
 
 
 @pytest.fixture
 def beat_process(redis, tmp_path):
     """Start a real `celery beat` with `beat_process("chNN_x.app")`."""
-    started = []
-
-    def start(app_module: str, **options) -> BeatProcess:
-        options.setdefault("log_dir", str(tmp_path))
-        beat = BeatProcess(app_module, **options).start()
-        started.append(beat)
-        return beat
-
-    yield start
-    for beat in started:
-        beat.stop()
+    yield from _starting(functools.partial(BeatProcess, log_dir=str(tmp_path)))
