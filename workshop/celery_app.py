@@ -6,8 +6,10 @@ can still decide which Redis to use before the first task is sent.
 """
 from __future__ import annotations
 
+import functools
 import os
 
+import redis
 from celery import Celery
 
 from . import settings as settings_mod
@@ -18,10 +20,24 @@ def _redis_url() -> str:
     url = settings_mod.load().redis_url
     if not url:
         raise NoRedisError(
-            "The Celery app has no broker: set REDIS_URL, or call workshop.redis_provider.shared_redis() "
-            "and workshop.celery_app.use_redis(url) before sending a task."
+            "No Redis for the pipeline: set REDIS_URL, or start from lab.setup() (notebooks) or the test "
+            "fixtures, which set it (elsewhere: workshop.celery_app.use_redis(url))."
         )
     return url
+
+
+@functools.lru_cache(maxsize=4)
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
+def redis_client() -> redis.Redis:
+    """The Redis a pipeline's tasks keep their state in: the broker's, with str responses.
+
+    The URL is read at call time (a test or notebook may choose it late); one client,
+    and so one connection pool, per URL per process.
+    """
+    return _client(_redis_url())
 
 
 def use_redis(url: str) -> None:

@@ -21,32 +21,18 @@ choices has a failure mode, which this chapter measures:
 """
 from __future__ import annotations
 
-import functools
 import json
 
 import redis
 
 from workshop import progress, settings as settings_mod
-from workshop.redis_provider import NoRedisError
+from workshop.celery_app import redis_client
 
 from . import runs
 from .app import app
 from .keys import all_keys, key
 from .stations_api import fetch_readings, list_stations
 from .summary import summarise
-
-
-@functools.lru_cache(maxsize=None)
-def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True)
-
-
-def redis_client(settings: settings_mod.Settings) -> redis.Redis:
-    """The Redis the pipeline keeps its state in: the broker's (REDIS_URL)."""
-    if not settings.redis_url:
-        raise NoRedisError("chapter 1's task needs REDIS_URL: set it, or start the worker from lab.setup() "
-                           "or the tests, which set it for you.")
-    return _client(settings.redis_url)
 
 
 def plan_day(r: redis.Redis, day: str, ids: list[str]) -> None:
@@ -85,7 +71,7 @@ def run_slice() -> dict:
     No retries, no rate limiting, nothing caught: an API error ends the run.
     """
     settings = settings_mod.load()   # at call time, so a test's or notebook's settings reach the worker
-    r = redis_client(settings)
+    r = redis_client()
     day = settings.day.isoformat()
     with runs.recorded(r, day) as run:
         day_stations(r, day, settings)                                          # discover

@@ -17,7 +17,7 @@ from workshop import progress
 from . import database, keys
 from .app import app
 from .batches import fan_out
-from .connection import redis_client
+from workshop.celery_app import redis_client
 
 BATCH = 100   # one SQLite transaction per batch
 

@@ -16,7 +16,7 @@ from workshop import progress
 from . import keys
 from .app import app
 from .batches import fan_out
-from .connection import redis_client
+from workshop.celery_app import redis_client
 
 BATCH = 50   # no API here: batches only bound a task's size
 

@@ -23,7 +23,7 @@ from celery import Task
 from celery.signals import task_postrun, task_prerun
 
 from ch02_segmented import keys as segment_keys
-from ch02_segmented.connection import redis_client
+from workshop.celery_app import redis_client
 
 from . import loop, tasks
 

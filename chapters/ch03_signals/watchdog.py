@@ -18,7 +18,7 @@ import logging
 
 import redis
 
-from ch02_segmented.connection import redis_client
+from workshop.celery_app import redis_client
 
 from .app import WATCHDOG, app
 from .loop import Loop

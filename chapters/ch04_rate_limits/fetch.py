@@ -38,7 +38,7 @@ import redis
 from celery import Task
 from celery.exceptions import Retry
 
-from ch02_segmented.connection import redis_client
+from workshop.celery_app import redis_client
 from ch02_segmented.fetch import API_ERRORS
 from ch02_segmented.keys import RAW_TTL
 from ch03_signals import keys as loop_keys, lock as loop_lock, loop as ch03_loop

@@ -28,7 +28,7 @@ import redis
 from celery import Task
 from celery.signals import task_success
 
-from ch02_segmented.connection import redis_client
+from workshop.celery_app import redis_client
 from ch03_signals import lock
 from ch03_signals.keys import LoopKeys
 from ch03_signals.loop import DAY, NAME, OWNER, Loop, Segment, Step

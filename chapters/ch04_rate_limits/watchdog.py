@@ -9,7 +9,7 @@ reaps the leases that expired.
 """
 from __future__ import annotations
 
-from ch02_segmented.connection import redis_client
+from workshop.celery_app import redis_client
 from ch03_signals import watchdog as ch03_watchdog
 
 from .app import WATCHDOG, app

@@ -11,7 +11,7 @@ from workshop import progress
 
 from . import keys
 from .app import app
-from .connection import redis_client
+from workshop.celery_app import redis_client
 
 
 @app.task

@@ -18,7 +18,7 @@ from workshop import progress, settings as settings_mod
 from . import keys
 from .app import app
 from .batches import fan_out
-from .connection import redis_client
+from workshop.celery_app import redis_client
 
 # What a batch can run into that is the API's fault, not ours: these are recorded, not raised.
 # A body that is not JSON raises requests' JSONDecodeError, a RequestException; a body without

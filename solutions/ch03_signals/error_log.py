@@ -14,7 +14,7 @@ import redis
 from celery import Task
 from celery.signals import task_failure
 
-from ch02_segmented.connection import redis_client
+from workshop.celery_app import redis_client
 
 from . import tasks
 

@@ -33,7 +33,7 @@ import redis
 from celery import Task
 from celery.signals import task_failure, task_success
 
-from ch02_segmented.connection import redis_client
+from workshop.celery_app import redis_client
 from workshop import progress
 
 from . import keys, lock

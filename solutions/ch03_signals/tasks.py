@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ch02_segmented import fetch as fetch_segment, keys, persist as persist_segment
 from ch02_segmented import transform as transform_segment
-from ch02_segmented.connection import redis_client
+from workshop.celery_app import redis_client
 
 from .app import app
 
