@@ -7,15 +7,18 @@ Most tests talk HTTP to a real server on a free port; the fault-determinism test
 from __future__ import annotations
 
 import email.utils
+import http.client
 import math
 import json
 import random
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -406,6 +409,18 @@ def test_glitches_are_served_and_counted(api, client):
     assert api.stats()["faults"]["glitch"] == len(glitched)
 
 
+def test_null_stations_serve_one_null_temperature_set_over_http(api, client):
+    ids = stations.station_ids(3)
+    answer = requests.post(f"{api.url}/_config", json={"null_stations": [ids[1]]}, timeout=5)
+    assert answer.status_code == 200 and answer.json()["null_stations"] == [ids[1]]
+    body = get_readings(client, api, ids).json()["readings"]
+    assert body[ids[1]][0]["temperature_c"] is None
+    assert body[ids[1]][1:] == stations.readings(7, ids[1], DAY)[1:]
+    assert body[ids[0]] == stations.readings(7, ids[0], DAY)
+    bad = requests.post(f"{api.url}/_config", json={"null_stations": "ST0001"}, timeout=5)
+    assert bad.status_code == 400 and "list of station ids" in bad.json()["error"]
+
+
 def test_pagination_covers_every_station_exactly_once(api, client):
     seen, page, pages = [], 1, 0
     while page is not None:
@@ -517,3 +532,153 @@ def test_cli_serves_until_stopped():
     finally:
         process.terminate()
         process.wait(timeout=5)
+
+
+# --------------------------------------------------------------------------- HTTP edges
+
+def address(api) -> tuple[str, int]:
+    url = urlsplit(api.url)
+    return url.hostname, url.port
+
+
+def raw_exchange(api, request: bytes) -> tuple[int, dict, bytes]:
+    """Send `request` bytes on a fresh socket and read until the server closes it.
+
+    For requests `requests` would refuse to send. Returns the status, the headers (lower-case
+    names) and the body; a server that does not close within the timeout fails the test.
+    """
+    with socket.create_connection(address(api), timeout=5) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip()
+               for name, value in (line.split(":", 1) for line in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def assert_json_error(status, headers, body, expected_status, words):
+    """A complete JSON error answer, as the API gives for every bad request, then a close."""
+    assert status == expected_status
+    assert headers["content-type"] == "application/json"
+    assert int(headers["content-length"]) == len(body)
+    assert headers["connection"] == "close"
+    assert words in json.loads(body)["error"]
+
+
+def test_a_request_line_over_64_kib_gets_a_json_414_naming_the_batch_limit(api):
+    ids = ",".join(stations.station_ids(12_000))      # ~96 KB of query
+    request = f"GET /readings?stations={ids}&date={DAY} HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\n\r\n"
+    assert_json_error(*raw_exchange(api, request.encode()), 414, "at most 50 stations per request")
+    assert api.stats()["by_status"] == {"414": 1}
+
+
+@pytest.mark.parametrize("extra", [
+    "".join(f"X-Filler-{n}: {n}\r\n" for n in range(200)),    # too many
+    f"X-Filler: {'x' * 70_000}\r\n",                          # too long
+], ids=["200-headers", "70-kb-header"])
+def test_headers_too_many_or_too_long_get_a_json_431(api, extra):
+    request = f"GET /stations HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\n{extra}\r\n"
+    assert_json_error(*raw_exchange(api, request.encode()), 431, "headers")
+    assert api.stats()["by_status"] == {"431": 1}
+
+
+@pytest.mark.parametrize("request_line", [
+    "NONSENSE", "GET /stations HTTP/one", "GET /sta tions HTTP/1.1", "GET http://[::1/stations HTTP/1.1",
+])
+def test_a_malformed_request_line_gets_a_json_400(api, request_line):
+    status, headers, body = raw_exchange(api, f"{request_line}\r\nHost: x\r\n\r\n".encode())
+    assert_json_error(status, headers, body, 400, "send")
+    assert api.stats()["by_status"] == {"400": 1}
+
+
+ALLOWED = {"/stations": "GET, HEAD", "/readings": "GET, HEAD", "/_health": "GET, HEAD", "/_stats": "GET, HEAD",
+           "/_reset": "POST", "/_config": "POST"}
+
+
+@pytest.mark.parametrize("path, allowed, method", [
+    (path, allowed, method) for path, allowed in ALLOWED.items()
+    for method in ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW") if method not in allowed
+])
+def test_a_method_the_path_does_not_answer_gets_a_json_405_with_allow(api, client, path, allowed, method):
+    response = client.request(method, api.url + path, timeout=5)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allowed
+    assert response.headers["Content-Type"] == "application/json"
+    assert path in response.json()["error"]
+    assert api.stats()["by_status"] == {"405": 1}      # control paths too: a wrong method is traffic
+
+
+def test_head_is_get_without_the_body(api):
+    api.reset(rate=0.1, burst=2)
+    connection = http.client.HTTPConnection(*address(api), timeout=5)
+    try:
+        answers = []
+        for method in ("HEAD", "GET", "HEAD"):       # one connection: a stray HEAD body would break the next
+            connection.request(method, f"/readings?stations=WX00001&date={DAY}", headers={"X-API-Key": KEY})
+            response = connection.getresponse()
+            answers.append((response.status, response.getheaders(), response.read()))
+        connection.request("HEAD", "/_health")
+        health = connection.getresponse()
+        assert (health.status, health.read()) == (200, b"")
+    finally:
+        connection.close()
+    (head_status, head_headers, head_body), (get_status, get_headers, get_body), limited = answers
+    assert (head_status, get_status, head_body) == (200, 200, b"")
+    ignore = {"Date", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+    assert [h for h in head_headers if h[0] not in ignore] == [h for h in get_headers if h[0] not in ignore]
+    assert dict(head_headers)["Content-Length"] == str(len(get_body))
+    assert limited[0] == 429 and limited[2] == b""    # HEAD took a token like GET; the 429 has no body
+    stats = api.stats()
+    assert stats["by_status"] == {"200": 2, "429": 1} and stats["fetches"] == {"WX00001": 2}
+
+
+@pytest.mark.parametrize("expect", ["", "Expect: 100-continue\r\n"], ids=["plain", "expect-100"])
+def test_a_huge_content_length_gets_a_json_413_and_the_body_is_never_read(api, expect):
+    request = f"POST /_reset HTTP/1.1\r\nHost: x\r\n{expect}Content-Length: 1000000000000000\r\n\r\n"
+    started = time.perf_counter()
+    assert_json_error(*raw_exchange(api, request.encode()), 413, "at most 65536 bytes")
+    assert time.perf_counter() - started < 3           # answered at once, no body awaited
+    assert api.stats()["by_status"] == {"413": 1}
+    assert requests.get(f"{api.url}/_health", timeout=5).json() == {"ok": True}
+
+
+def test_a_body_one_byte_over_the_cap_gets_413_and_one_at_the_cap_is_read(api):
+    cap = 64 * 1024
+    over = f"POST /_reset HTTP/1.1\r\nHost: x\r\nContent-Length: {cap + 1}\r\n\r\n".encode() + b" " * (cap + 1)
+    assert_json_error(*raw_exchange(api, over), 413, "65536")
+    at_cap = json.dumps({"glitch_rate": 0.5}).ljust(cap)
+    assert requests.post(f"{api.url}/_reset", data=at_cap, timeout=5).json()["glitch_rate"] == 0.5
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "1e3", "+5", "5\r\nContent-Length: 6"],
+                         ids=["negative", "text", "float", "signed", "two-headers"])
+def test_a_bad_content_length_gets_a_json_400(api, length):
+    request = f"POST /_reset HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n{{}}"
+    assert_json_error(*raw_exchange(api, request.encode()), 400, "Content-Length")
+    assert api.stats()["by_status"] == {"400": 1}
+
+
+def test_a_chunked_body_gets_a_json_411(api):
+    request = "POST /_reset HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    assert_json_error(*raw_exchange(api, request.encode()), 411, "Content-Length")
+    assert api.config == make_config()                 # the chunked body was not taken as a reset
+
+
+def test_every_answer_is_counted_by_status_only(api, client):
+    """Unknown paths and HTTP-layer refusals count under their status, and only there."""
+    seen = Counter()
+    for path in ("/nope", "/_nope", "/readings/"):
+        seen[client.get(api.url + path, timeout=5).status_code] += 1
+    seen[client.put(f"{api.url}/stations", timeout=5).status_code] += 1
+    for request in (b"NONSENSE\r\n\r\n", b"POST /_reset HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n",
+                    b"GET /stations?" + b"x" * 70_000 + b" HTTP/1.1\r\n\r\n"):
+        seen[raw_exchange(api, request)[0]] += 1
+    assert seen == {404: 3, 405: 1, 400: 1, 413: 1, 414: 1}
+    stats = api.stats()
+    assert stats["requests"] == sum(seen.values())
+    assert stats["by_status"] == {str(status): n for status, n in seen.items()}
+    assert (stats["accepted"], stats["rate_limited"], stats["fetches"], stats["fault_log"]) == (0, 0, {}, [])
+    assert stats["faults"] == {"error": 0, "slow": 0, "malformed": 0, "glitch": 0}

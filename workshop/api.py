@@ -8,8 +8,28 @@ and it behaves like a real API in the ways that matter to a pipeline:
   bucket, answering ``429`` with ``Retry-After`` and ``X-RateLimit-*`` headers;
 - it injects faults from a seeded profile: 5xx errors, slow responses, malformed
   bodies, and sensor glitches in the data itself;
-- it counts everything it did (``GET /_stats``) so a test can compare what a
+- it counts everything it answered (``GET /_stats``) so a test can compare what a
   pipeline *thinks* happened with what the API *saw*.
+
+Every answer, down to a request http.server cannot parse, is JSON ``{"error": ...}``
+with one sentence saying what to do instead:
+
+- each path answers its own methods (``GET`` and ``HEAD`` on /stations, /readings,
+  /_health and /_stats; ``POST`` on /_reset and /_config); any other method gets
+  ``405`` with an ``Allow`` header. ``HEAD`` is handled exactly as ``GET`` (the same
+  key check, rate-limit token, fault draw and counting: a HEAD of /readings counts
+  its fetches) and sends the same status and headers, without the body;
+- a request line over 64 KiB gets ``414``, too many or too long headers ``431``, a
+  malformed request line or URL ``400`` (HTTP/2 and up ``505``); a body over ``MAX_BODY_BYTES`` gets ``413``
+  without being read, a Content-Length that is not a whole number ``400`` and a
+  chunked body ``411``. Each of these closes the connection.
+
+Counting: ``/_stats`` counts every answer by status, the HTTP-layer refusals above
+under their status only (no fetches, faults or fault_log entries). Not counted: the
+control endpoints' own answers (GET /_health, GET /_stats, POST /_reset, POST
+/_config: instruments, not traffic), and requests that get no answer at all: a
+blank request line, or a connection closed or idle for 60 s before its request was
+complete.
 
 Faults are reproducible whatever the thread timing: the fault of a request is a
 pure function of (seed, which stations and date it asked for, how many times that
@@ -32,11 +52,13 @@ import json
 import math
 import re
 import signal
+import socket
 import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Mapping, NamedTuple
 from urllib.parse import parse_qs, urlsplit
@@ -48,8 +70,13 @@ MAX_PER_PAGE = 1000
 RETRY_AFTER_FORMS = ("seconds", "http-date")
 ERROR_STATUSES = (500, 502, 503)
 FAULT_KINDS = ("error", "slow", "malformed")
-API_PATHS = ("/stations", "/readings")
 JSON_TYPE = "application/json"
+READ_METHODS = ("GET", "HEAD")
+ROUTES = {"/stations": READ_METHODS, "/readings": READ_METHODS,   # path -> the methods it answers
+          "/_health": READ_METHODS, "/_stats": READ_METHODS, "/_reset": ("POST",), "/_config": ("POST",)}
+MAX_BODY_BYTES = 64 * 1024    # larger bodies are refused with 413, unread
+LINGER_SECONDS = 1.0          # after a refusal, how long to discard what the client still sends...
+LINGER_BYTES = 1024 * 1024    # ...and how much of it at most
 
 
 # --------------------------------------------------------------------------- config
@@ -84,6 +111,7 @@ class ApiConfig:
     glitch_rate: float = 0.0      # share of hourly readings that are sensor glitches
     retry_after: str = "seconds"  # Retry-After form on 429: "seconds" or "http-date"
     seed: int = 42                # seeds the data set and the fault profile
+    null_stations: tuple = ()     # stations whose first hour is served with "temperature_c": null
 
     def __post_init__(self):
         _require(isinstance(self.key, str) and bool(self.key.strip()),
@@ -110,6 +138,12 @@ class ApiConfig:
                  f"retry_after must be 'seconds' or 'http-date', got {self.retry_after!r}; pass one of those.")
         _require(_is_whole(self.seed) and self.seed >= 0,
                  f"seed must be a whole number from 0 up, got {self.seed!r}; pass e.g. 42.")
+        # A JSON list arrives from /_config: kept as a tuple, so the config stays hashable.
+        _require(isinstance(self.null_stations, (list, tuple))
+                 and all(isinstance(station, str) for station in self.null_stations),
+                 f"null_stations must be a list of station ids, got {self.null_stations!r}; "
+                 'pass e.g. ["ST0007"].')
+        object.__setattr__(self, "null_stations", tuple(self.null_stations))
 
     @classmethod
     def from_settings(cls, s: workshop_settings.Settings) -> "ApiConfig":
@@ -205,9 +239,17 @@ def _error(status: int, message: str, headers: dict | None = None) -> Response:
 
 
 @functools.lru_cache(maxsize=20_000)
-def _station_json(seed: int, station: str, day: str, glitch_rate: float) -> tuple[bytes, int]:
-    """One station's 24 readings, JSON-encoded once, and how many of them are glitches."""
+def _station_json(seed: int, station: str, day: str, glitch_rate: float,
+                  null: bool = False) -> tuple[bytes, int]:
+    """One station's 24 readings, JSON-encoded once, and how many of them are glitches.
+
+    `null`: the first hour's temperature is served as null, a reading no transform
+    expects (the poison-pill scenario); it is not counted as a glitch.
+    """
     hours = stations.readings(seed, station, day, glitch_rate)
+    if null:
+        hours[0] = {**hours[0], "temperature_c": None}
+        return json.dumps(hours).encode(), sum(not stations.is_plausible(r) for r in hours[1:])
     return json.dumps(hours).encode(), sum(not stations.is_plausible(r) for r in hours)
 
 
@@ -215,7 +257,8 @@ def _readings_body(config: ApiConfig, ids: list[str], day: str) -> tuple[bytes, 
     """The /readings JSON body, stitched from cached per-station parts, and its glitch count."""
     parts, glitches = [], 0
     for station in ids:
-        encoded, station_glitches = _station_json(config.seed, station, day, config.glitch_rate)
+        encoded, station_glitches = _station_json(config.seed, station, day, config.glitch_rate,
+                                                  station in config.null_stations)
         parts.append(b'"%s": %s' % (station.encode(), encoded))
         glitches += station_glitches
     return b'{"date": "%s", "readings": {%s}}' % (day.encode(), b", ".join(parts)), glitches
@@ -358,13 +401,20 @@ class StationsAPI:
 
     def handle(self, method: str, path: str, query: Mapping[str, str] | None = None,
                headers: Mapping[str, str] | None = None, body: bytes = b"") -> Response:
-        """Answer one request. A slow fault comes back as `delay`: the caller sleeps, not us."""
+        """Answer one request. A slow fault comes back as `delay`: the caller sleeps, not us.
+
+        HEAD gets the whole GET response; the HTTP layer sends it without the body.
+        """
         query = query or {}
         headers = {name.lower(): value for name, value in (headers or {}).items()}
+        allowed = ROUTES.get(path)
+        if allowed is None:
+            return self._counted(_error(404, f"no endpoint {path}; the endpoints are {', '.join(ROUTES)}"))
+        if method not in allowed:
+            return self._counted(_error(405, f"{path} answers {' and '.join(allowed)} only; send one of those",
+                                        {"Allow": ", ".join(allowed)}))
         if path.startswith("/_"):
-            return self._control(method, path, body)
-        if path not in API_PATHS:
-            return _error(404, f"no endpoint {path}; the API serves {', '.join(API_PATHS)}")
+            return self._control(path, body)
         config = self.config   # one consistent config for the whole request
         if headers.get("x-api-key") != config.key:
             return self._counted(_error(401, "missing or wrong API key: send it in the X-API-Key header"))
@@ -373,8 +423,6 @@ class StationsAPI:
             return self._counted(_error(
                 429, f"rate limit of {_number_text(config.rate)} requests per second exceeded; "
                      "retry after the time in the Retry-After header", limit_headers))
-        if method != "GET":
-            return self._counted(_error(405, f"{path} answers GET only", limit_headers))
         if path == "/stations":
             return self._counted(self._stations(config, query, limit_headers))
         return self._readings(config, query, limit_headers)
@@ -383,6 +431,10 @@ class StationsAPI:
         with self._lock:
             self._stats.record(response.status)
         return response
+
+    def refuse(self, status: int, message: str) -> Response:
+        """The error the HTTP layer answers before `handle` could run; counted under its status only."""
+        return self._counted(_error(status, message))
 
     def _admit(self, config: ApiConfig, key: str) -> tuple[bool, dict]:
         """Take a token from the key's bucket; return whether we got one and the headers to send."""
@@ -454,18 +506,14 @@ class StationsAPI:
             return Response(200, headers, _truncated(body)), 0
         return Response(200, headers, body, config.slow_seconds if fault == "slow" else 0.0), glitches
 
-    def _control(self, method: str, path: str, body: bytes) -> Response:
+    def _control(self, path: str, body: bytes) -> Response:
         """The unauthenticated, uncounted endpoints tests and instructors use."""
-        routes = {("GET", "/_health"): lambda: {"ok": True},
-                  ("GET", "/_stats"): self.stats,
-                  ("POST", "/_reset"): lambda: self.reset(**self._changes(body)).as_dict(),
-                  ("POST", "/_config"): lambda: self.configure(**self._changes(body)).as_dict()}
-        route = routes.get((method, path))
-        if route is None:
-            return _error(404, f"no endpoint {method} {path}; control endpoints are "
-                               "GET /_health, GET /_stats, POST /_reset, POST /_config")
+        routes = {"/_health": lambda: {"ok": True},
+                  "/_stats": self.stats,
+                  "/_reset": lambda: self.reset(**self._changes(body)).as_dict(),
+                  "/_config": lambda: self.configure(**self._changes(body)).as_dict()}
         try:
-            return _json_response(200, route())
+            return _json_response(200, routes[path]())
         except ValueError as why:
             return _error(400, str(why))
 
@@ -485,35 +533,99 @@ class StationsAPI:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"     # keep-alive: clients reuse one connection
+    default_request_version = "HTTP/1.0"   # a malformed request line still gets a status line and headers
     disable_nagle_algorithm = True    # small responses go out at once, not after 40 ms
     timeout = 60                      # drop a keep-alive connection idle this long
+    _refused = False                  # set once the HTTP layer refused the request: linger, then close
 
-    def do_GET(self):
-        self._serve("GET")
+    def __getattr__(self, name: str):
+        # http.server dispatches to do_<METHOD> and answers an HTML 501 when there is none:
+        # send every method, known or not, to the API, which answers 405 and Allow instead.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
-    def do_POST(self):
-        self._serve("POST")
-
-    def _serve(self, method: str) -> None:
-        url = urlsplit(self.path)
-        query = {name: values[-1] for name, values in parse_qs(url.query, keep_blank_values=True).items()}
+    def _serve(self) -> None:
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.send_error(400, "bad Content-Length")
+            url = urlsplit(self.path)
+        except ValueError:   # e.g. an absolute URL with a broken [IPv6] host
+            return self._refuse(400, "the request target is not a valid URL; send a path such as /stations")
+        length = self._body_length()
+        if length is None:
             return
+        query = {name: values[-1] for name, values in parse_qs(url.query, keep_blank_values=True).items()}
         body = self.rfile.read(length)
-        response = self.server.api.handle(method, url.path, query, self.headers, body)
+        self._send(self.server.api.handle(self.command, url.path, query, self.headers, body))
+
+    def _body_length(self) -> int | None:
+        """The declared body length, or None after refusing the body (400, 411, 413) unread."""
+        if "Transfer-Encoding" in self.headers:
+            self._refuse(411, "chunked bodies are not accepted; send the body with a Content-Length")
+            return None
+        # Two Content-Length headers join into something that is not a whole number: refused.
+        digits = ", ".join(self.headers.get_all("Content-Length", [])).strip() or "0"
+        if not (digits.isascii() and digits.isdigit()):
+            self._refuse(400, "Content-Length is not a whole number of bytes; send the body's size in bytes")
+            return None
+        # Compare lengths before int(): a 60 KB number would not even convert.
+        if len(digits.lstrip("0")) > len(str(MAX_BODY_BYTES)) or int(digits) > MAX_BODY_BYTES:
+            self._refuse(413, f"the body is larger than the maximum of {MAX_BODY_BYTES} bytes; "
+                              f"send at most {MAX_BODY_BYTES} bytes")
+            return None
+        return int(digits)
+
+    def handle_expect_100(self):
+        # Refuse a body we would not read before the client sends it, not after a 100 Continue.
+        return self._body_length() is not None and super().handle_expect_100()
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (400, 414, 431, 505), as the API's JSON errors, counted."""
+        hints = {
+            400: "the request line is malformed; send METHOD /path HTTP/1.1",
+            414: f"the request line is longer than 64 KiB; ask for at most "
+                 f"{self.server.api.config.max_batch} stations per request",
+            431: "the request headers are too many or too long; send at most 100 headers under 64 KiB each",
+            505: "this HTTP version is not served; send HTTP/1.1",
+        }
+        self._refuse(code, hints.get(code, message or HTTPStatus(code).phrase))
+
+    def _refuse(self, status: int, message: str) -> None:
+        # What follows the refused part of the request cannot be parsed: close after answering.
+        self._refused = self.close_connection = True
+        self._send(self.server.api.refuse(status, message))
+
+    def _send(self, response: Response) -> None:
         if response.delay:
             time.sleep(response.delay)
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(response.body)
+        if self.command != "HEAD":    # HEAD: GET's status and headers, no body (RFC 9110 9.3.2)
+            self.wfile.write(response.body)
+
+    def finish(self):
+        super().finish()
+        if self._refused:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Discard what the client still sends (bounded) before closing, as RFC 9112 9.6 advises:
+        closing with unread input resets the connection, which can destroy our unread answer."""
+        deadline, discarded = time.monotonic() + LINGER_SECONDS, 0
+        try:
+            self.connection.shutdown(socket.SHUT_WR)   # the answer is complete: the client sees EOF
+            while discarded < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(left)
+                chunk = self.connection.recv(64 * 1024)
+                if not chunk:
+                    break
+                discarded += len(chunk)
+        except OSError:   # timed out, or the client is gone: close anyway
+            pass
 
     def log_message(self, format, *args):
         pass   # one line per request would cost more than the request
