@@ -107,3 +107,16 @@ def test_worker_processes_without_a_redis_say_what_to_do(monkeypatch):
     monkeypatch.delenv("REDIS_URL", raising=False)
     with pytest.raises(NoRedisError, match="Worker processes need REDIS_URL"):
         WorkerProcesses("kitapp", env=ENV).start()
+
+
+def test_the_control_app_for_pings_leaves_current_app_alone(redis_server, tmp_path):
+    import celery
+    from workshop.workers import WorkerProcesses
+    before = celery.current_app._get_current_object()
+    control = WorkerProcesses("ch04_rate_limits.app", log_dir=str(tmp_path))._control_app(redis_server.url)
+    try:
+        assert celery.current_app._get_current_object() is before and control is not before
+        assert control.control.ping(timeout=0.2) == []   # still works as a control client: no workers here
+    finally:
+        control.close()
+    assert celery.current_app._get_current_object() is before

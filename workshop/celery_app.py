@@ -11,6 +11,9 @@ import os
 
 import redis
 from celery import Celery
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 from . import settings as settings_mod
 from .redis_provider import NoRedisError
@@ -26,9 +29,44 @@ def _redis_url() -> str:
     return url
 
 
+SOCKET_TIMEOUT = 5.0          # s: a command (or a reply) that takes longer is a dead connection
+CONNECT_TIMEOUT = 2.0         # s: Redis on the same network answers a connect in milliseconds
+HEALTH_CHECK_INTERVAL = 10    # s: PING a connection idle this long before using it again
+# redis-py sleeps min(cap, base * 2**n) after failure n = 1, 2, ... (redis/backoff.py):
+# 0.1, 0.2, 0.4, 0.8, then 1 s. 8 retries sleep 5.5 s in all: a ~5 s Redis restart.
+RETRIES = 8
+# redis-py's own errors only. Its default list adds socket.timeout, which is what a raw
+# connect that times out raises: the reconnect inside each command retry then retries too,
+# RETRIES x RETRIES connects (about 3 minutes to a black-holed host instead of < 30 s).
+RETRY_ON = (RedisConnectionError, RedisTimeoutError)
+
+
 @functools.lru_cache(maxsize=4)
 def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True)
+    """The pipeline's client for `url`: explicit timeouts, and retries that ride out a Redis restart.
+
+    Explicit because `Redis.from_url` builds its pool straight from the URL and these
+    keywords: it gets none of `Redis()`'s retry defaults, so without `retry` a command
+    fails on the first dropped connection. A command that fails on a connection error
+    or a timeout is retried on a new connection, RETRIES times, sleeping 5.5 s in all.
+    A Redis that stays away fails the command after that: a refused connect returns at
+    once, so redis.ConnectionError comes after ~5.5 s; a host that does not answer at
+    all costs CONNECT_TIMEOUT per attempt on top: redis.TimeoutError within 30 s.
+
+    The trade-off: a failure after the command was sent but before its reply (the
+    connection dropped, a read timed out) is ambiguous, and the retry may run the
+    command a second time. The pipeline's counted writes are idempotent, keyed by a
+    delivery id, for that reason; a plain SET, SADD, SREM or ZADD done twice is harmless.
+    """
+    return redis.Redis.from_url(
+        url, decode_responses=True,
+        socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_keepalive=True, health_check_interval=HEALTH_CHECK_INTERVAL,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES, supported_errors=RETRY_ON),
+        # Redundant with the Retry's list, said for the reader; not retry_on_timeout, which
+        # Redis() deprecates since redis-py 6.
+        retry_on_error=list(RETRY_ON),
+    )
 
 
 def redis_client() -> redis.Redis:
@@ -45,12 +83,29 @@ def use_redis(url: str) -> None:
     os.environ["REDIS_URL"] = url
 
 
+# kombu's Redis transport reads these (kombu/transport/redis.py, Channel.from_transport_options).
+BROKER_TRANSPORT_OPTIONS = {
+    # Redis re-delivers any unacked message older than this, countdowns included:
+    # keep every countdown and ETA well below it.
+    "visibility_timeout": 3600,
+    # kombu's default is None, wait forever: a publish on a half-open connection would hang.
+    "socket_timeout": SOCKET_TIMEOUT,
+    "socket_connect_timeout": CONNECT_TIMEOUT,
+    "socket_keepalive": True,
+    "health_check_interval": HEALTH_CHECK_INTERVAL,
+    # No retry_on_timeout: it turns off kombu's batched publishing (which must not replay
+    # writes), and a publish is retried by Celery's task_publish_retry instead.
+}
+
+
 def make_app(name: str, **config) -> Celery:
     """A Celery app named `name` on the workshop's Redis; keyword arguments override settings."""
     app = Celery(name)
 
     def defaults() -> dict:
         url = _redis_url()
+        # Key by key, so a chapter that sets its own visibility_timeout keeps the socket settings.
+        transport = {**BROKER_TRANSPORT_OPTIONS, **(config.get("broker_transport_options") or {})}
         return {
             "broker_url": url,
             "result_backend": url,
@@ -60,10 +115,14 @@ def make_app(name: str, **config) -> Celery:
             "result_expires": 3600,
             "timezone": "UTC",
             "broker_connection_retry_on_startup": True,
-            # Redis re-delivers any unacked message older than this, countdowns included:
-            # keep every countdown and ETA well below it.
-            "broker_transport_options": {"visibility_timeout": 3600},
+            # Sending a task (the next batch, from a signal handler) retries through the same
+            # restart: sleeps 0, 0.5, then 1 s, up to 30 retries (~28 s); Celery's own
+            # default gives up after 3 (1.2 s).
+            "task_publish_retry": True,
+            "task_publish_retry_policy": {"max_retries": 30, "interval_start": 0,
+                                          "interval_step": 0.5, "interval_max": 1},
             **config,
+            "broker_transport_options": transport,
         }
 
     app.add_defaults(defaults)

@@ -181,7 +181,8 @@ class WorkerProcesses:
         return self
 
     def _control_app(self, redis_url: str) -> Celery:
-        return Celery("workshop-control", broker=redis_url, backend=redis_url)
+        # Not current_app: a notebook's or test's own app stays the default for tasks it sends.
+        return Celery("workshop-control", broker=redis_url, backend=redis_url, set_as_current=False)
 
     def _wait_for_pings(self, redis_url: str, timeout: float) -> None:
         control = self._control_app(redis_url)
