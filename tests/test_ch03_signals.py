@@ -7,7 +7,9 @@ against the answer key, and the history the signals wrote.
 """
 from __future__ import annotations
 
+import datetime as dt
 import math
+import random
 import threading
 import time
 from collections import Counter
@@ -96,27 +98,46 @@ def assert_complete_and_correct(r, k, db, api, ids) -> None:
 
 
 def test_the_lock_is_refreshed_and_released_only_by_its_owner(redis):
-    key = "ch03-test:lock"
+    key, turns = "ch03-test:lock", "ch03-test:turns"
     assert lock.acquire(redis, key, "A", 10_000)
     assert not lock.acquire(redis, key, "B", 10_000), "a held lock cannot be taken"
 
     # B is not the owner: its refresh and release change nothing (value and TTL stay A's).
-    assert lock.refresh(redis, key, "B", 60_000) is False
+    assert lock.refresh(redis, key, turns, "B", "0", 0, "task-1", 60_000) is False
     assert lock.release(redis, key, "B") is False
     assert lock.owner(redis, key) == "A" and 0 < redis.pttl(key) <= 10_000, "B touched A's lock"
+    assert not redis.exists(turns), "B took no turn"
 
-    assert lock.refresh(redis, key, "A", 60_000) is True
+    assert lock.refresh(redis, key, turns, "A", "0", 0, "task-1", 60_000) is True
     assert lock.owner(redis, key) == "A" and redis.pttl(key) > 10_000, "A's refresh extends its TTL"
+    assert redis.hgetall(turns) == {"0": "1", "0:task": "task-1"}, "chain 0 moved to turn 1, task-1's"
 
     assert lock.release(redis, key, "A") is True and not redis.exists(key)
-    assert lock.refresh(redis, key, "A", 60_000) is False and not redis.exists(key), "no lock to refresh"
+    assert lock.refresh(redis, key, turns, "A", "0", 1, "task-2", 60_000) is False and not redis.exists(key), \
+        "no lock to refresh"
     assert lock.acquire(redis, key, "B", 10_000) and lock.owner(redis, key) == "B"
+
+
+def test_a_turn_is_taken_once_so_a_message_that_runs_twice_starts_no_second_chain(redis):
+    key, turns = "ch03-test:lock", "ch03-test:turns"
+    assert lock.acquire(redis, key, "A", 10_000)
+    assert lock.refresh(redis, key, turns, "A", "0", 0, "t1", 10_000)
+    assert lock.refresh(redis, key, turns, "A", "0", 1, "t2", 10_000), "the message of turn 1 takes its turn"
+    assert not lock.refresh(redis, key, turns, "A", "0", 1, "t2-again", 10_000), \
+        "the same message run again (redelivered after its success) is stale"
+    assert lock.refresh(redis, key, turns, "A", "1", 0, "h1", 10_000), "another chain has turns of its own"
+    assert lock.chain_of(redis, turns, "t2") == ("0", 2) and lock.chain_of(redis, turns, "h1") == ("1", 1)
+    assert lock.chain_of(redis, turns, "t1") is None, "only a chain's latest turn is known"
+    # Never shortened: a retry's countdown may hold the lock longer than a turn's TTL.
+    assert lock.hold(redis, key, "A", 60_000) and redis.pttl(key) > 50_000
+    assert lock.refresh(redis, key, turns, "A", "0", 2, "t3", 10_000) and redis.pttl(key) > 50_000
+    assert not lock.hold(redis, key, "B", 90_000) and redis.pttl(key) <= 60_000
 
 
 def test_advance_by_a_stale_owner_is_lost_and_sends_nothing(redis, k, monkeypatch):
     redis.sadd(k.pending, *answer_key.station_ids(10))   # work to do, were the owner still in charge
     sent = []
-    monkeypatch.setattr(LOOP, "send", lambda step, day, owner, countdown=0.0: sent.append((step, owner)))
+    monkeypatch.setattr(LOOP, "send", lambda step, day, owner, *rest, **kwargs: sent.append((step, owner)))
     lk = LOOP.keys(k.day)
     assert lock.acquire(redis, lk.lock, "new-owner", 10_000)
 
@@ -283,6 +304,78 @@ def test_stop_ends_the_loop_after_the_batch_in_flight_and_kick_resumes_it_to_a_c
     assert rows[3]["first"] == sorted(ids)[15], "resumed where it stopped"
     assert api.stats()["fetches"] == {s: 1 for s in ids}, "no station fetched twice"
     assert_complete_and_correct(redis, k, db, api, ids)
+
+
+def test_a_kick_racing_the_end_of_a_loop_never_strands_work_200_trials_no_beat(
+        redis, fake_api, worker, db, k, monkeypatch):
+    """A one-batch day; when its persist starts, a second station arrives with a kick, 0-12 ms later:
+    before, during or after the loop's end. Either the running loop takes it, or the kick starts a new one."""
+    fake_api(stations=N)
+    trials, rng = 200, random.Random(3)
+    days = [(dt.date(2027, 1, 1) + dt.timedelta(days=i)).isoformat() for i in range(trials)]
+    extra, threads, kicks = {}, {}, {}
+
+    def kick_around_the_end(sender, args=(), **_):
+        day = args[1]
+        if day in extra and day not in threads:
+            def late_kick():
+                time.sleep(rng.uniform(0, 0.012))
+                redis.sadd(segment_keys.for_day(day).pending, extra[day])
+                kicks[day] = pipeline.kick(redis, day)
+            thread = threading.Thread(target=late_kick)
+            thread.start()
+            threads[day] = thread
+
+    on_prerun(tasks.persist_batch, kick_around_the_end)
+    ids = answer_key.station_ids(N)
+    stalled = []
+    try:
+        for i, day in enumerate(days):
+            sk = segment_keys.for_day(day)
+            extra[day] = ids[(i + 1) % N]
+            redis.sadd(sk.stations, ids[i % N], extra[day])
+            redis.sadd(sk.pending, ids[i % N])
+            pipeline.kick(redis, day)
+            deadline = time.monotonic() + 10
+            while day not in threads:
+                assert time.monotonic() < deadline, f"{day}: the first loop never reached persist"
+                time.sleep(0.002)
+            threads[day].join(timeout=10)
+            if not LOOP.wait(redis, day, 10) or redis.scard(sk.persisted) != 2:
+                stalled.append((day, LOOP.status(redis, day), redis.sismember(LOOP.watched, day)))
+    finally:
+        task_prerun.disconnect(kick_around_the_end, sender=tasks.persist_batch)
+
+    started = sum(owner is not None for owner in kicks.values())
+    print(f"\n[ch03 kick vs end] {trials} trials: the late kick found the loop running {trials - started} times, "
+          f"started a new one {started} times; stalled: {len(stalled)}")
+    assert not stalled, f"days left with work and no loop: {stalled[:3]}"
+    assert 0 < started < trials, "the kicks landed on both sides of the loop's end"
+    assert len(database.rows(db, days[0])) == 2
+
+
+def test_a_poison_station_is_found_by_halving_and_set_aside_while_the_day_goes_on(
+        redis, fake_api, worker, db, k):
+    ids = answer_key.station_ids(N)
+    poison = ids[29]
+    api = fake_api(stations=N, null_stations=[poison])   # a null temperature: the transform raises TypeError
+    pipeline.discover(k.day)
+
+    pipeline.kick(redis, k.day)
+    finish(redis, k)
+
+    set_aside = LOOP.poison(redis, k.day)
+    failed = [e["stations"] for e in iterations(redis, k, "transform_batch") if e["state"] == "FAILURE"]
+    print(f"\n[ch03 poison] failed transform batches of {failed} stations; set aside {set_aside}")
+    assert list(set_aside) == [poison] and set_aside[poison]["segment"] == "transform"
+    assert set_aside[poison]["detail"].startswith("TypeError")
+    assert failed == sorted(failed, reverse=True) and failed[-1] == 1, "smaller and smaller, down to one"
+    assert len(failed) <= 2 + (50).bit_length(), "found by halving, not one failure per station"
+    rows = database.rows(db, k.day)
+    assert [row["station"] for row in rows] == [s for s in ids if s != poison], "every other station persisted"
+    assert all(answer_key.same_summary(row, answer_key.expected_summary(row["station"], k.day, api.config.seed))
+               for row in rows)
+    assert not redis.exists(LOOP.keys(k.day).failures), "the failure counts go with success"
 
 
 # ---------------------------------------------------------------- a loop that dies silently

@@ -10,8 +10,10 @@ killed mid-batch, and a 429 storm.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -28,7 +30,7 @@ from workshop import settings as settings_mod, stations as answer_key, target
 from workshop.api import ApiConfig, draw_fault
 
 from ch03_signals import error_log
-from ch04_rate_limits import dead_letters, keys, leases, limiter, pause, pipeline, retries, retry_after, safety
+from ch04_rate_limits import client, dead_letters, keys, leases, limiter, pause, pipeline, retries, retry_after, safety
 from ch04_rate_limits.app import app
 
 DAY = "2026-01-15"
@@ -210,6 +212,41 @@ def test_many_callers_in_threads_and_processes_get_no_more_than_the_limit_and_no
     ("1.5", retry_after.FALLBACK, "fallback"),                         # delay-seconds are whole
     ("Thu, 31 Feb 2026 12:00:00 GMT", retry_after.FALLBACK, "fallback"),
     ("٣", retry_after.FALLBACK, "fallback"),                           # a digit, but not an ASCII one
+    # RFC 9110's own examples, all in the past: go now
+    ("Sun, 06 Nov 1994 08:49:37 GMT", 0.0, "http-date"),
+    ("Sunday, 06-Nov-94 08:49:37 GMT", 0.0, "http-date"),              # 2094 is > 50 years ahead: 1994
+    ("Sun Nov  6 08:49:37 1994", 0.0, "http-date"),
+    ("Sun Feb  1 12:00:00 2026", retry_after.LONGEST, "http-date"),    # asctime, day padded with a space
+    ("Sun Feb 01 12:00:00 2026", retry_after.LONGEST, "http-date"),    # ... or written with two digits
+    ("Thu, 15 Jan 2026 11:59:60 GMT", 0.0, "http-date"),               # a leap second (RFC 5322 §3.3)
+    ("Thu, 15 Jan 2026 11:59:61 GMT", retry_after.FALLBACK, "fallback"),
+    ("\t7\t", 7.0, "delay-seconds"),                                   # HTTP's whitespace is SP and HTAB
+    ("Thursday, 15-Jan-76 12:00:00 GMT", retry_after.LONGEST, "http-date"),  # exactly 50 years ahead: 2076
+    ("Thursday, 15-Jan-76 12:00:01 GMT", 0.0, "http-date"),           # a second more: 1976
+    # junk
+    ("Thu, 15 Jan 2026 12:00:30 +0100", retry_after.FALLBACK, "fallback"),   # HTTP-dates are GMT, no offset
+    ("Thu, 15 Jan 2026 12:00:30 +0000", retry_after.FALLBACK, "fallback"),
+    ("Thu, 15 Jan 2026 12:00:30 UTC", retry_after.FALLBACK, "fallback"),
+    ("Thu, 15 Jan 2026 12:00:30 EST", retry_after.FALLBACK, "fallback"),
+    ("Thu, 15 Jan 2026 12:00:30 gmt", retry_after.FALLBACK, "fallback"),     # case-sensitive
+    ("Thu, 15 jan 2026 12:00:30 GMT", retry_after.FALLBACK, "fallback"),
+    ("thu, 15 Jan 2026 12:00:30 GMT", retry_after.FALLBACK, "fallback"),
+    ("Thu, 15 Jan 2026 12:00 GMT", retry_after.FALLBACK, "fallback"),        # no seconds
+    ("Thu, 5 Jan 2026 12:00:30 GMT", retry_after.FALLBACK, "fallback"),      # day is 2DIGIT
+    ("Thu, 15 Jan 26 12:00:30 GMT", retry_after.FALLBACK, "fallback"),       # IMF-fixdate year is 4DIGIT
+    ("15 Jan 2026 12:00:30 GMT", retry_after.FALLBACK, "fallback"),          # no day name
+    ("Thu, 15 January 2026 12:00:30 GMT", retry_after.FALLBACK, "fallback"),
+    ("Thu, 15-Jan-26 12:00:30 GMT", retry_after.FALLBACK, "fallback"),       # RFC 850 spells the day out
+    ("Thu Jan 5 12:00:05 2026", retry_after.FALLBACK, "fallback"),           # asctime pads the day
+    ("Thu Jan 15 12:00:05 2026 GMT", retry_after.FALLBACK, "fallback"),      # asctime has no zone
+    ("Thu, 15 Jan 2026 24:00:00 GMT", retry_after.FALLBACK, "fallback"),
+    ("2026-01-15T12:00:30Z", retry_after.FALLBACK, "fallback"),
+    ("-3", retry_after.FALLBACK, "fallback"),
+    ("+3", retry_after.FALLBACK, "fallback"),
+    ("1e3", retry_after.FALLBACK, "fallback"),
+    ("3 s", retry_after.FALLBACK, "fallback"),
+    ("7\n", retry_after.FALLBACK, "fallback"),
+    ("   ", retry_after.FALLBACK, "fallback"),
 ])
 def test_retry_after_reads_both_forms_and_falls_back_clearly_on_junk(header, seconds, form):
     now = 1768478400.0   # Thu, 15 Jan 2026 12:00:00 GMT
@@ -217,6 +254,39 @@ def test_retry_after_reads_both_forms_and_falls_back_clearly_on_junk(header, sec
     assert (wait.seconds, wait.form) == (pytest.approx(seconds), form)
     if form == "fallback":
         assert "not a Retry-After" in str(wait)
+
+
+@pytest.mark.parametrize("header", ["Thu, 15 Jan 2026 12:00:30 +0100", "Thu, 15 Jan 2026 12:00:30 UTC",
+                                    "Thu, 15 Jan 2026 12:00:30 EST", "Thu, 15 jan 2026 12:00:30 GMT",
+                                    "Thu, 15 Jan 2026 12:00 GMT", "1.5", "-3", "", "Thu, 31 Feb 2026 12:00:00 GMT"])
+def test_retry_after_junk_logs_one_warning_with_the_wait_instead(header, caplog):
+    with caplog.at_level(logging.WARNING, logger=retry_after.__name__):
+        wait = retry_after.parse(header, now=1768478400.0, fallback=3.0)
+    assert wait == (3.0, "fallback", header)
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING and record.name == retry_after.__name__
+    assert record.getMessage() == (f"Retry-After header {header!r} is not a valid Retry-After "
+                                   "(delay-seconds or an HTTP-date in GMT); waiting 3 s instead")
+
+
+def test_retry_after_missing_header_falls_back_quietly_and_valid_ones_log_nothing(caplog):
+    with caplog.at_level(logging.DEBUG, logger=retry_after.__name__):
+        assert retry_after.parse(None, fallback=3.0) == (3.0, "fallback", None)
+        retry_after.parse("5")
+        retry_after.parse("Sun, 06 Nov 1994 08:49:37 GMT")
+    assert caplog.records == []
+
+
+def test_rate_limited_pickles_round_trip_so_celery_needs_no_wrapper():
+    from celery.utils.serialization import get_pickleable_exception
+
+    wait = retry_after.parse("7")
+    error = client.RateLimited(wait, "10/60s")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is client.RateLimited and isinstance(copy.wait, retry_after.RetryAfter)
+    assert (copy.wait, copy.limit, str(copy)) == (wait, "10/60s", str(error))
+    assert copy.args == error.args
+    assert get_pickleable_exception(error) is error
 
 
 def test_a_pause_holds_every_caller_for_at_least_its_length_and_is_never_shortened(redis):
@@ -283,23 +353,28 @@ def test_failures_are_classified_into_retry_or_give_up(error, reason, retryable)
     assert (failure.reason, failure.retryable) == (reason, retryable)
 
 
-def test_dead_letters_take_a_batch_out_of_flight_with_its_reason_and_can_be_requeued(redis):
+def test_dead_letters_take_a_batch_out_of_flight_with_its_reason_and_can_be_replayed(redis):
     k = keys.for_day(DAY)
     redis.sadd(k.pending, "WX00001", "WX00002", "WX00003")
-    batch = leases.lease(redis, k, 2, 30)
-    assert retries.count_failure(redis, k, batch) == dict.fromkeys(batch, 1)
-    assert retries.count_failure(redis, k, batch) == dict.fromkeys(batch, 2)
-    dead_letters.bury(redis, k, batch, retries.Failure("5xx", "HTTP 503", True), attempts=2)
+    batch = leases.lease(redis, k, 2, 30, "task-a:0")
+    assert retries.start_attempt(redis, k, batch, "task-a:0") == (batch, [], [])
+    assert retries.attempts(redis, k) == dict.fromkeys(batch, 1)
+    assert dead_letters.bury(redis, k, batch, retries.Failure("5xx", "HTTP 503", True), 1, "task-b:0") == [], \
+        "a message that does not hold the lease buries nothing"
+    dead_letters.bury(redis, k, batch, retries.Failure("5xx", "HTTP 503", True), 1, "task-a:0")
     buried = dead_letters.dead_letters(redis, k)
     assert sorted(buried) == batch and {d["reason"] for d in buried.values()} == {"5xx"}
-    assert not redis.exists(k.in_flight) and redis.smembers(k.pending) == {"WX00003"}
-    assert dead_letters.requeue(redis, k) == batch
+    assert not redis.exists(k.in_flight, k.holders) and redis.smembers(k.pending) == {"WX00003"}
+    assert dead_letters.replay(redis, k) == batch
     assert redis.smembers(k.pending) == {"WX00001", "WX00002", "WX00003"} and not redis.exists(k.attempts)
+    assert not redis.exists(k.dead_letters)
 
 
 class FakeTask:
-    """Just enough of a bound task to call the fetch body in the test process."""
-    request = SimpleNamespace(headers={})
+    """Just enough of a bound task to call the fetch body in the test process: message `task_id`, retry 0."""
+
+    def __init__(self, task_id: str = "fake-task", retries: int = 0):
+        self.request = SimpleNamespace(headers={}, id=task_id, retries=retries)
 
     def retry(self, countdown=None, exc=None):
         return Retry(exc=exc, when=countdown)
@@ -309,7 +384,7 @@ def test_an_unexpected_error_in_the_fetch_step_is_raised_counted_and_finally_dea
     from ch04_rate_limits import fetch
     k = keys.for_day(DAY)
     redis.sadd(k.pending, "WX00001", "WX00002")
-    batch = leases.lease(redis, k, 2, 30)
+    batch = leases.lease(redis, k, 2, 30, "fake-task:0")
 
     def broken(*args, **kwargs):
         raise TypeError("a bug in the client")
@@ -317,8 +392,8 @@ def test_an_unexpected_error_in_the_fetch_step_is_raised_counted_and_finally_dea
     for attempt in range(1, retries.MAX_ATTEMPTS + 1):
         with pytest.raises(TypeError, match="a bug"):   # loud: task_failure, the loop's error log
             fetch.fetch(FakeTask(), batch, DAY, global_limit=False)
-        assert retries.attempts(redis, k) == dict.fromkeys(batch, attempt)
         if attempt < retries.MAX_ATTEMPTS:
+            assert retries.attempts(redis, k) == dict.fromkeys(batch, attempt)
             assert sorted(leases.in_flight(redis, k)) == batch, "still leased: the reaper hands them back"
             assert not redis.exists(k.dead_letters)
     buried = dead_letters.dead_letters(redis, k)
@@ -326,29 +401,149 @@ def test_an_unexpected_error_in_the_fetch_step_is_raised_counted_and_finally_dea
     assert all(d["detail"] == "TypeError: a bug in the client" and d["attempts"] == retries.MAX_ATTEMPTS
                for d in buried.values())
     assert not redis.exists(k.in_flight) and not redis.exists(k.pending), "none stuck in flight or cycling"
-    assert fetch.fetch(FakeTask(), batch, DAY, global_limit=False) == {"day": DAY, "done": 0, "dead": 0}
+    assert fetch.fetch(FakeTask(), batch, DAY, global_limit=False) == {"day": DAY, "done": 0, "dead": 0, "released": 0}
 
 
-def test_giving_up_buries_only_stations_still_leased_and_counts_attempts_per_station(redis):
+def test_giving_up_buries_only_stations_still_ours_and_counts_attempts_per_station(redis):
     from ch04_rate_limits import fetch
     k = keys.for_day(DAY)
     redis.sadd(k.pending, "WX00001", "WX00002", "WX00003")
-    batch = leases.lease(redis, k, 3, 30)
+    batch = leases.lease(redis, k, 3, 30, "fake-task:0")
+    retries.start_attempt(redis, k, batch, "fake-task:0")
     # Our lease expired; another holder leased WX00001 again and settled it before we give up.
-    fetch.settle(redis, k, ["WX00001"], {"WX00001": [1.0] * 24})
-    assert fetch.retry_or_give_up(FakeTask(), redis, k, batch, http_error(404)) == \
+    redis.hset(k.holders, "WX00001", "other:0")
+    assert fetch.settle(redis, k, ["WX00001"], {"WX00001": [1.0] * 24}, "other:0") == 1
+    assert fetch.retry_or_give_up(FakeTask(), redis, k, batch, "fake-task:0", http_error(404)) == \
         {"day": DAY, "done": 0, "dead": 2, "reason": "http-4xx"}
     assert sorted(dead_letters.dead_letters(redis, k)) == ["WX00002", "WX00003"]
     assert redis.smembers(k.fetched) == {"WX00001"}, "done once, never also dead-lettered"
 
     redis.delete(k.dead_letters, k.attempts)
     redis.sadd(k.pending, "WX00004", "WX00005")
-    batch = leases.lease(redis, k, 2, 30)
+    batch = leases.lease(redis, k, 2, 30, "fake-task:0")
     redis.hset(k.attempts, "WX00005", retries.MAX_ATTEMPTS - 1)   # it joined this batch with attempts behind it
+    retries.start_attempt(redis, k, batch, "fake-task:0")
     with pytest.raises(Retry):
-        fetch.retry_or_give_up(FakeTask(), redis, k, batch, http_error(503))
+        fetch.retry_or_give_up(FakeTask(), redis, k, batch, "fake-task:0", http_error(503))
     assert list(dead_letters.dead_letters(redis, k)) == ["WX00005"]
     assert list(leases.in_flight(redis, k)) == ["WX00004"] and retries.attempts(redis, k)["WX00004"] == 1
+    assert redis.hget(k.holders, "WX00004") == "fake-task:1", "the lease went to the retry's message"
+
+
+def test_every_delivery_counts_so_a_batch_that_never_says_it_failed_is_dead_lettered_with_the_cause(redis):
+    k = keys.for_day(DAY)
+    redis.sadd(k.pending, "WX00001", "WX00002")
+    batch = leases.lease(redis, k, 2, 30, "killer:0")
+    # A delivery whose process dies says nothing: its start counted, its cause "worker lost".
+    assert retries.start_attempt(redis, k, batch, "killer:0") == (batch, [], [])
+    # Delivered again, the same message gives its two stations back, to be leased in halves.
+    assert retries.start_attempt(redis, k, batch, "killer:0") == ([], [], batch)
+    assert redis.smembers(k.pending) == set(batch) and not redis.exists(k.in_flight, k.holders)
+    assert retries.attempts(redis, k) == dict.fromkeys(batch, 1), "the attempts stay with the stations"
+    assert leases.lease(redis, k, 2, 30, "half:0") == ["WX00001"], "halved: the first came back unsettled"
+    # Alone, it counts each delivery, and after MAX_ATTEMPTS is dead-lettered with the cause.
+    for n in range(2, retries.MAX_ATTEMPTS + 1):
+        assert retries.start_attempt(redis, k, ["WX00001"], "half:0") == (["WX00001"], [], [])
+    # The same delivery's script sent twice (redis-py's retry after a lost reply) counts once.
+    assert retries.start_attempt(redis, k, ["WX00001"], "half:0", delivery="d1") == ([], ["WX00001"], [])
+    assert retries.start_attempt(redis, k, ["WX00001"], "half:0", delivery="d1") == ([], [], [])
+    buried = dead_letters.dead_letters(redis, k)
+    assert {s: (d["reason"], d["attempts"]) for s, d in buried.items()} == \
+        {"WX00001": ("worker lost", retries.MAX_ATTEMPTS)}
+    assert not redis.exists(k.in_flight, k.holders) and redis.hkeys(k.causes) == ["WX00002"], "WX00002 waits"
+
+    redis.delete(k.pending, k.attempts, k.causes)
+    redis.sadd(k.pending, "WX00003")
+    assert leases.lease(redis, k, 1, 30, "slow:0") == ["WX00003"]
+    assert retries.start_attempt(redis, k, ["WX00003"], "slow:0", delivery="d2") == (["WX00003"], [], [])
+    assert retries.start_attempt(redis, k, ["WX00003"], "slow:0", delivery="d2") == (["WX00003"], [], [])
+    assert retries.attempts(redis, k)["WX00003"] == 1, "one delivery, one attempt"
+
+
+def test_a_stale_message_after_its_stations_were_leased_again_calls_no_api_and_touches_nothing(
+        redis, fake_api, use):
+    from ch04_rate_limits import fetch
+    use(API_RATE=50, API_BURST=50)
+    api = fake_api()
+    k = keys.for_day(DAY)
+    ids = answer_key.station_ids(3)
+    redis.sadd(k.pending, *ids)
+    batch = leases.lease(redis, k, 3, 0.05, "first:0")
+    retries.start_attempt(redis, k, batch, "first:0")
+    time.sleep(0.1)
+    assert sorted(leases.reap(redis, k)) == ids, "the first holder's lease expired"
+    assert leases.lease(redis, k, 6, 30, "second:0") == ids, "6 halved: they came back unsettled"
+    deadlines = redis.zrange(k.in_flight, 0, -1, withscores=True)
+    attempts = retries.attempts(redis, k)
+
+    # The first message comes back (a redelivery after the visibility timeout, a retry's original).
+    assert fetch.fetch(FakeTask("first"), batch, DAY, global_limit=False) == \
+        {"day": DAY, "done": 0, "dead": 0, "released": 0}
+
+    assert api.stats()["fetches"] == {}, "no second API call"
+    assert redis.zrange(k.in_flight, 0, -1, withscores=True) == deadlines, "the new holder's lease untouched"
+    assert retries.attempts(redis, k) == attempts == dict.fromkeys(ids, 1), "the stale delivery counts nothing"
+    assert redis.hgetall(k.holders) == dict.fromkeys(ids, "second:0")
+    # The holder itself fetches and settles.
+    assert fetch.fetch(FakeTask("second"), ids, DAY, global_limit=False) == {"day": DAY, "done": 3, "dead": 0}
+    assert redis.smembers(k.fetched) == set(ids) and not redis.exists(k.attempts, k.holders, k.in_flight)
+
+
+def test_our_own_faults_are_retried_counted_and_dead_lettered_with_the_true_reason(redis, monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+    from ch04_rate_limits import fetch
+    k = keys.for_day(DAY)
+    for fault, reason in ((limiter.LimiterTimeout("no slot within 180 s"), "limiter timeout"),
+                          (SoftTimeLimitExceeded(), "time limit")):
+        redis.flushdb()
+        redis.sadd(k.pending, "WX00001", "WX00002")
+
+        def failing(*args, **kwargs):
+            raise fault
+        monkeypatch.setattr(fetch.client, "fetch", failing)
+        task_id = f"ours-{reason}"
+        batch = leases.lease(redis, k, 2, 30, leases.token(task_id))
+        for attempt in range(retries.MAX_ATTEMPTS - 1):
+            with pytest.raises(Retry):   # retried with backoff within the lease, like a 5xx
+                fetch.fetch(FakeTask(task_id, attempt), batch, DAY, global_limit=False)
+            assert not redis.exists(k.dead_letters)
+            assert redis.hgetall(k.holders) == dict.fromkeys(batch, leases.token(task_id, attempt + 1))
+        outcome = fetch.fetch(FakeTask(task_id, retries.MAX_ATTEMPTS - 1), batch, DAY, global_limit=False)
+        assert outcome == {"day": DAY, "done": 0, "dead": 2, "reason": reason}
+        buried = dead_letters.dead_letters(redis, k)
+        assert {d["reason"] for d in buried.values()} == {reason}
+        assert {d["attempts"] for d in buried.values()} == {retries.MAX_ATTEMPTS}
+
+
+def test_a_retry_countdown_holds_the_loops_lock_and_hands_the_lease_to_the_retry(redis, monkeypatch):
+    from ch03_signals import lock
+    from ch04_rate_limits import fetch
+    monkeypatch.setenv("CH03_LOCK_TTL", "2")
+    k, lock_key = keys.for_day(DAY), pipeline.LOOP.keys(DAY).lock
+    assert lock.acquire(redis, lock_key, "owner", 2000)
+    redis.sadd(k.pending, "WX00001")
+    batch = leases.lease(redis, k, 1, 30, "waits:0")
+    task = FakeTask("waits")
+    task.request.headers = {"loop_name": pipeline.LOOP.name, "loop_owner": "owner"}
+    retry = fetch.retry_later(task, redis, k, batch, "waits:0", 100.0, RuntimeError("429"), uncount=True)
+    assert isinstance(retry, Retry) and retry.when == 100.0
+    assert redis.pttl(lock_key) > 100_000, "the lock outlives the countdown: the watchdog sees a live loop"
+    assert redis.hget(k.holders, "WX00001") == "waits:1" and leases.in_flight(redis, k)["WX00001"] > 100
+    assert not lock.hold(redis, lock_key, "owner", 1000) or redis.pttl(lock_key) > 100_000, "never shortened"
+
+
+def test_no_limit_configured_stops_the_loop_with_what_to_do_and_buries_nothing(redis):
+    from ch04_rate_limits import fetch
+    k = keys.for_day(DAY)
+    redis.sadd(k.pending, "WX00001", "WX00002")
+    batch = leases.lease(redis, k, 2, 30, "nolimit:0")
+    task = FakeTask("nolimit")
+    task.request.headers = {"loop_name": pipeline.LOOP.name, "loop_owner": "owner"}
+    with pytest.raises(limiter.NoLimitError, match=r"the loop stopped: .*configure"):
+        fetch.fetch(task, batch, DAY, global_limit=True)
+    assert redis.smembers(k.pending) == set(batch) and not redis.exists(k.in_flight, k.holders)
+    assert not redis.exists(k.dead_letters, k.attempts, k.causes), "not counted: the batch did nothing wrong"
+    assert "configure" in pipeline.LOOP.status(redis, DAY)["stop_switch"]
 
 
 # ---------------------------------------------------------------- leases and the reaper
@@ -356,10 +551,11 @@ def test_giving_up_buries_only_stations_still_leased_and_counts_attempts_per_sta
 def test_a_lease_takes_the_smallest_pending_ids_and_holds_them_in_flight_until_its_deadline(redis):
     k = keys.for_day(DAY)
     redis.sadd(k.pending, *[f"WX{i:05d}" for i in (7, 3, 9, 1, 5)])
-    assert leases.lease(redis, k, 3, 30) == ["WX00001", "WX00003", "WX00005"]
+    assert leases.lease(redis, k, 3, 30, "t:0") == ["WX00001", "WX00003", "WX00005"]
     assert redis.smembers(k.pending) == {"WX00007", "WX00009"}
     assert all(29 < left <= 30 for left in leases.in_flight(redis, k).values())
-    assert leases.extend(redis, k, ["WX00001", "WX00009"], 60) == 1, "only a station in flight is extended"
+    assert leases.extend(redis, k, ["WX00001", "WX00009"], 60, "t:0") == 1, "only a station in flight is extended"
+    assert leases.extend(redis, k, ["WX00003"], 90, "other:0") == 0, "only by its holder"
     assert leases.in_flight(redis, k)["WX00001"] > 59
     assert leases.reap(redis, k) == [], "nothing expired yet"
 
@@ -367,8 +563,8 @@ def test_a_lease_takes_the_smallest_pending_ids_and_holds_them_in_flight_until_i
 def test_the_reaper_brings_back_only_expired_leases_once_even_with_reapers_racing(redis):
     k = keys.for_day(DAY)
     redis.sadd(k.pending, *[f"WX{i:05d}" for i in range(40)])
-    short = leases.lease(redis, k, 30, 0.2)
-    long = leases.lease(redis, k, 10, 60)
+    short = leases.lease(redis, k, 30, 0.2, "short:0")
+    long = leases.lease(redis, k, 10, 60, "long:0")
     time.sleep(0.3)
     brought_back: list[list[str]] = []
     errors: list[BaseException] = []
@@ -390,6 +586,7 @@ def test_the_reaper_brings_back_only_expired_leases_once_even_with_reapers_racin
     assert sorted(everything) == short, "each expired station brought back exactly once"
     assert redis.smembers(k.pending) == set(short)
     assert sorted(redis.zrange(k.in_flight, 0, -1)) == long
+    assert redis.hgetall(k.holders) == dict.fromkeys(long, "long:0"), "a reaped lease has no holder any more"
 
 
 # ---------------------------------------------------------------- crash-safe configuration

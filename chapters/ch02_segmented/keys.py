@@ -10,6 +10,9 @@ A station moves through four sets, one segment at a time:
 A segment's input is a set and its output the next set, so what is left to do is
 always visible in Redis, and a segment that dies leaves its ids where they were.
 Only ids and small records live here; raw readings get a TTL.
+
+The day is a hash tag (`pipeline:{2026-01-15}:pending`): on a Redis Cluster every
+key of one day lies in one slot, so later chapters' scripts may touch several of them.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ class Keys:
 
     @property
     def base(self) -> str:
-        return f"{PREFIX}:{self.day}"
+        return f"{PREFIX}:{{{self.day}}}"
 
     @property
     def stations(self) -> str:      # set: every station discover found

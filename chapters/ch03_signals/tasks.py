@@ -10,6 +10,10 @@ the failure reaches Celery's `task_failure` signal, and with it the error log
 and the loop (which goes on, see loop.py). The stations are safely back in
 pending before it raises: raising loses nothing.
 
+Each step first keeps only the stations still waiting for it: a message that
+runs again (its worker died after the work, before the acknowledgement) finds
+its stations moved on and does nothing twice.
+
 The bodies are plain functions (fetch, transform, persist) so another app can
 register them as its own tasks (chapter 4 does, to swap in its own fetch).
 """
@@ -26,8 +30,19 @@ class BatchFailed(Exception):
     """A batch's API call failed; its stations are still pending and will be fetched again."""
 
 
+def still_in(source: str, batch: list[str]) -> list[str]:
+    """The stations of `batch` still in the set `source`, in order."""
+    with redis_client().pipeline(transaction=False) as p:
+        for station in batch:
+            p.sismember(source, station)
+        return [station for station, there in zip(batch, p.execute()) if there]
+
+
 def fetch(batch: list[str], day: str) -> dict:
     """Fetch one batch with chapter 2's logic; raise BatchFailed if it failed (stations stay pending)."""
+    batch = still_in(keys.Keys(day).pending, batch)
+    if not batch:
+        return {"day": day, "done": 0, "failed": 0}
     outcome = fetch_segment.fetch_batch(batch, day)   # calling a task object runs its body, here
     if outcome["failed"]:
         why = redis_client().hget(keys.Keys(day).fetch_errors, batch[0])
@@ -37,11 +52,15 @@ def fetch(batch: list[str], day: str) -> dict:
 
 def transform(batch: list[str], day: str) -> dict:
     """Chapter 2's transform; a station whose raw readings expired goes back to pending, not lost."""
-    return transform_segment.transform_batch(batch, day)
+    batch = still_in(keys.Keys(day).fetched, batch)
+    return transform_segment.transform_batch(batch, day) if batch else {"day": day, "done": 0, "failed": 0}
 
 
 def persist(batch: list[str], day: str, db: str | None = None) -> dict:
     """Chapter 2's persist. A station without a summary goes back to transform, so the loop cannot spin on it."""
+    batch = still_in(keys.Keys(day).transformed, batch)
+    if not batch:
+        return {"day": day, "done": 0, "failed": 0}
     outcome = persist_segment.persist_batch(batch, day, db=db)
     if outcome["failed"]:
         r, k = redis_client(), keys.Keys(day)

@@ -25,6 +25,11 @@ class RateLimited(Exception):
         super().__init__(f"429 Too Many Requests: Retry-After {wait}, X-RateLimit-Limit {limit}")
         self.wait, self.limit = wait, limit
 
+    def __reduce__(self):
+        # Exception pickles self.args, the message alone, which __init__ cannot take back:
+        # rebuild from (wait, limit) so a prefork pool returns this error, not a wrapper.
+        return type(self), (self.wait, self.limit)
+
 
 class MalformedBody(ValueError):
     """A 200 whose body is JSON, but not the readings asked for."""

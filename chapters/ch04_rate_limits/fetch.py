@@ -4,25 +4,31 @@
 
 One batch, one API request, and everything around it:
 
+    start the attempt: only the stations this message still holds (a stale message: nothing, it ends);
+      each counts one delivery; one delivered MAX_ATTEMPTS times already is dead-lettered instead
     ask the limiter (wait, keeping the lease and the loop's lock alive) -> request
       200              -> settle: readings stored, lease released, ids to fetched (one script)
       429              -> follow the API's limit, pause every worker for Retry-After, ask again;
-                          after MAX_429_ROUNDS of those, retry later (countdown: Retry-After), no attempt counted
-      5xx, timeout     -> count an attempt; retry with backoff, or dead-letter after MAX_ATTEMPTS
+                          after MAX_429_ROUNDS of those, retry later (countdown: Retry-After), attempt not counted
+      5xx, timeout     -> retry with backoff, or dead-letter after MAX_ATTEMPTS
+      limiter too slow,
+      soft time limit  -> the same: retried with backoff, dead-lettered after MAX_ATTEMPTS with that reason
       malformed, 4xx   -> dead-letter at once, with the reason
-      anything else    -> (a bug, the limiter timing out, the soft time limit, ...) count an attempt,
-                          dead-letter the stations that reached MAX_ATTEMPTS ("unexpected"), and re-raise
+      no limit set     -> our configuration, not the API: the stations go back to pending uncounted, the
+                          loop stops (its stop switch says why) and the task fails with what to configure
+      anything else    -> (a bug) dead-letter the stations at MAX_ATTEMPTS ("unexpected"), re-raise
 
 For the API's answers, the task ends in "done" or "dead-lettered" for its batch,
-or in a retry (a new message with a countdown). Anything else is re-raised, on
-purpose: a bug must be loud (task_failure, the loop's error log), and the
-stations must not cycle for ever either. So the failure counts an attempt for
-each station still leased, those at MAX_ATTEMPTS are dead-lettered with reason
-"unexpected" (the detail says which exception), and the others keep their
-lease until the reaper hands them back for another try. Only Celery's hard
-time limit kills the task without a word from it: the soft one (tasks.py) comes first.
-Giving up touches only the stations still in flight: one that another holder
-settled after our lease expired is never both done and dead-lettered.
+or in a retry (a new message with a countdown, to which the lease is handed
+over). A bug is re-raised, on purpose: it must be loud (task_failure, the loop's
+error log), and the stations must not cycle for ever either: they keep their
+lease until the reaper hands them back for another counted try. What kills the
+task without a word from it (its pool process killed, the hard time limit) was
+counted when the delivery started, so it too ends in a dead letter, "worker lost"
+or "time limit" (recorded by the loop's handler in the worker's main process);
+and such a batch comes back in halves, so only the station at fault is buried.
+Giving up touches only the stations this message still holds: one that another
+holder settled after our lease expired is never both done and dead-lettered.
 
 The same body runs without the global limiter, as Celery's own per-worker
 `rate_limit` would: the notebook and the benchmark compare the two.
@@ -36,12 +42,12 @@ from typing import Callable
 
 import redis
 from celery import Task
-from celery.exceptions import Retry
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from workshop.celery_app import redis_client
 from ch02_segmented.fetch import API_ERRORS
 from ch02_segmented.keys import RAW_TTL
-from ch03_signals import keys as loop_keys, lock as loop_lock, loop as ch03_loop
+from ch03_signals import keys as loop_keys, lock as ch03_lock, loop as ch03_loop
 from workshop import settings as settings_mod
 
 from . import client, dead_letters, leases, limiter, pause, retries, safety
@@ -67,62 +73,71 @@ def lease_seconds() -> float:
     return value
 
 
-# KEYS: in flight, pending, fetched, transformed, persisted, dead letters, then raw:<station> per station.
-# ARGV: the raw TTL, then station, readings (JSON) per station.
-# A late duplicate (a batch delivered twice) writes the same readings and moves nothing further back.
+# KEYS: in flight, pending, fetched, transformed, persisted, dead letters, holders, attempts, causes,
+# then raw:<station> per station. ARGV: the raw TTL, the holder's token, then station, readings (JSON) per station.
+# Only stations the token holds: a late duplicate settles nothing, and moves nothing further back.
 _SETTLE = """
-for i = 7, #KEYS do
-  local station = ARGV[2 * (i - 6)]
-  redis.call('SET', KEYS[i], ARGV[2 * (i - 6) + 1], 'EX', tonumber(ARGV[1]))
-  redis.call('ZREM', KEYS[1], station)
-  redis.call('SREM', KEYS[2], station)
-  redis.call('HDEL', KEYS[6], station)
-  if redis.call('SISMEMBER', KEYS[4], station) == 0 and redis.call('SISMEMBER', KEYS[5], station) == 0 then
-    redis.call('SADD', KEYS[3], station)
+local settled = 0
+for i = 10, #KEYS do
+  local station = ARGV[2 * (i - 9) + 1]
+  if redis.call('HGET', KEYS[7], station) == ARGV[2] then
+    redis.call('SET', KEYS[i], ARGV[2 * (i - 9) + 2], 'EX', tonumber(ARGV[1]))
+    redis.call('ZREM', KEYS[1], station)
+    redis.call('SREM', KEYS[2], station)
+    redis.call('HDEL', KEYS[6], station)
+    redis.call('HDEL', KEYS[7], station)
+    redis.call('HDEL', KEYS[8], station)
+    redis.call('HDEL', KEYS[9], station)
+    if redis.call('SISMEMBER', KEYS[4], station) == 0 and redis.call('SISMEMBER', KEYS[5], station) == 0 then
+      redis.call('SADD', KEYS[3], station)
+    end
+    settled = settled + 1
   end
 end
-return #KEYS - 6
+return settled
 """
 
 
-def settle(r: redis.Redis, k: Keys, batch: list[str], readings: dict[str, list]) -> int:
-    """Store the batch's readings and move its ids from in flight to fetched, all at once: idempotent."""
-    args = [RAW_TTL]
+def settle(r: redis.Redis, k: Keys, batch: list[str], readings: dict[str, list], holder: str) -> int:
+    """Store the readings of the stations `holder` holds and move them from in flight to fetched, all
+    at once, attempts forgotten; how many it held."""
+    args = [RAW_TTL, holder]
     for station in batch:
         args += [station, json.dumps(readings[station])]
     return int(r.register_script(_SETTLE)(
         keys=[k.in_flight, k.pending, k.fetched, k.transformed, k.persisted, k.dead_letters,
-              *[k.raw(station) for station in batch]], args=args))
+              k.holders, k.attempts, k.causes, *[k.raw(station) for station in batch]], args=args))
 
 
-def keep_alive(r: redis.Redis, k: Keys, batch: list[str], headers: dict) -> Callable[[float], None]:
+def loop_lock(day: str, headers: dict) -> tuple[str, str] | None:
+    """(lock key, owner) of the loop that sent this batch, from its headers; None for a batch sent by hand."""
+    owner, loop_name = headers.get(ch03_loop.OWNER), headers.get(ch03_loop.NAME)
+    return (loop_keys.for_day(loop_name, day).lock, owner) if owner and loop_name else None
+
+
+def hold_loop(r: redis.Redis, day: str, headers: dict, seconds: float) -> None:
+    """Keep the loop's lock for `seconds` + its TTL (never shorter): we only wait, the loop is alive."""
+    held_lock = loop_lock(day, headers)
+    if held_lock:
+        ch03_lock.hold(r, held_lock[0], held_lock[1], int(seconds * 1000) + int(ch03_loop.lock_ttl() * 1000))
+
+
+def keep_alive(r: redis.Redis, k: Keys, batch: list[str], holder: str, headers: dict) -> Callable[[float], None]:
     """A sleep for the limiter's waits that keeps the batch's lease and the loop's lock alive meanwhile.
 
     A pause can outlast both: without this, the reaper would hand the batch to
     another worker, and the watchdog would think the loop dead, while we only wait.
     """
-    owner, loop_name = headers.get(ch03_loop.OWNER), headers.get(ch03_loop.NAME)
-    lock_key = loop_keys.for_day(loop_name, k.day).lock if owner and loop_name else None
-
     def sleep(seconds: float) -> None:
         end = time.monotonic() + seconds
         while True:
-            left = end - time.monotonic()
-            leases.extend(r, k, batch, max(0.0, left) + lease_seconds())
-            if lock_key:
-                loop_lock.refresh(r, lock_key, owner, int(ch03_loop.lock_ttl() * 1000))
+            left = max(0.0, end - time.monotonic())
+            leases.extend(r, k, batch, left + lease_seconds(), holder)
+            hold_loop(r, k.day, headers, left)
             if left <= 0:
                 return
             time.sleep(min(1.0, left))
     return sleep
-
-
-def still_leased(r: redis.Redis, k: Keys, batch: list[str]) -> list[str]:
-    """The stations of `batch` still in flight: a message delivered twice finds its batch settled."""
-    with r.pipeline(transaction=False) as p:
-        for station in batch:
-            p.zscore(k.in_flight, station)
-        return [station for station, deadline in zip(batch, p.execute()) if deadline is not None]
 
 
 def fetch(task: Task, batch: list[str], day: str, global_limit: bool = True) -> dict:
@@ -132,29 +147,36 @@ def fetch(task: Task, batch: list[str], day: str, global_limit: bool = True) -> 
     if len(batch) > s.api_max_batch:
         raise ValueError(f"a batch of {len(batch)} stations is more than the API's maximum of {s.api_max_batch}; "
                          "take batches of at most API_MAX_BATCH stations.")
-    batch = still_leased(r, k, batch)
-    if not batch:   # a message delivered again after its batch was done (or reaped): nothing to do
-        return {"day": day, "done": 0, "dead": 0}
+    holder = leases.token_of(task.request)
+    start = retries.start_attempt(r, k, batch, holder)
+    if not start.go:   # stale (settled, reaped or re-leased), given back to be split, or delivered too often
+        return {"day": day, "done": 0, "dead": len(start.buried), "released": len(start.released)}
+    batch = start.go
     try:
-        return _fetch_leased(task, r, k, s, batch, day, global_limit)
+        return _fetch_leased(task, r, k, s, batch, holder, global_limit)
     except Retry:
         raise
-    except Exception as error:   # not the API's answer: count it, give up on the spent stations, stay loud
-        give_up_if_spent(r, k, batch, error)
+    except limiter.NoLimitError as error:
+        raise stop_for_configuration(r, k, batch, holder, task.request.headers or {}, error) from None
+    except (SoftTimeLimitExceeded, limiter.LimiterTimeout) as error:   # ours, not the API's: retried, counted
+        return retry_or_give_up(task, r, k, batch, holder, error)
+    except Exception as error:   # a bug: give up on the spent stations, stay loud
+        give_up_if_spent(r, k, batch, holder, error)
         raise
 
 
-def _fetch_leased(task: Task, r: redis.Redis, k: Keys, s: settings_mod.Settings, batch: list[str], day: str,
+def _fetch_leased(task: Task, r: redis.Redis, k: Keys, s: settings_mod.Settings, batch: list[str], holder: str,
                   global_limit: bool) -> dict:
     gate = limiter.GlobalLimiter(r) if global_limit else None
-    wait = keep_alive(r, k, batch, task.request.headers or {})
+    headers = task.request.headers or {}
+    wait = keep_alive(r, k, batch, holder, headers)
     rounds = 0   # 429s waited out in this task
     while True:
         if gate is not None:
             gate.acquire(timeout=safety.ACQUIRE_TIMEOUT, sleep=wait)
-        leases.extend(r, k, batch, s.request_timeout + lease_seconds())
+        leases.extend(r, k, batch, s.request_timeout + lease_seconds(), holder)
         try:
-            readings = client.fetch(batch, day, s)
+            readings = client.fetch(batch, k.day, s)
         except client.RateLimited as limited:
             if gate is not None:
                 limiter.learn(r, limited.limit)
@@ -164,41 +186,56 @@ def _fetch_leased(task: Task, r: redis.Redis, k: Keys, s: settings_mod.Settings,
                     continue   # not an attempt: the batch did nothing wrong; wait the pause out and ask again
             # Per-worker limits know nothing of each other: this task alone backs off. And a task
             # refused again and again gives its worker back: a new message asks after Retry-After.
-            leases.extend(r, k, batch, limited.wait.seconds + lease_seconds())
-            raise task.retry(countdown=limited.wait.seconds, exc=limited)
+            raise retry_later(task, r, k, batch, holder, limited.wait.seconds, limited, uncount=True)
         except (*API_ERRORS, client.MalformedBody) as error:
-            return retry_or_give_up(task, r, k, batch, error)
-        settle(r, k, batch, readings)
-        return {"day": day, "done": len(batch), "dead": 0}
+            return retry_or_give_up(task, r, k, batch, holder, error)
+        settle(r, k, batch, readings, holder)
+        return {"day": k.day, "done": len(batch), "dead": 0}
 
 
-def retry_or_give_up(task: Task, r: redis.Redis, k: Keys, batch: list[str], error: Exception) -> dict:
-    """A failed attempt: retry later (5xx, timeout) with backoff, or dead-letter with the reason.
+def retry_later(task: Task, r: redis.Redis, k: Keys, stations: list[str], holder: str, countdown: float,
+                error: Exception, uncount: bool = False) -> Retry:
+    """The Retry to raise: the loop's lock held and the lease handed over to the retry's message first,
+    both for the countdown and then some, so neither the watchdog nor the reaper takes them meanwhile."""
+    hold_loop(r, k.day, task.request.headers or {}, countdown)
+    successor = leases.token(task.request.id, (task.request.retries or 0) + 1)
+    leases.hand_over(r, k, stations, holder, successor, countdown + lease_seconds(), uncount=uncount)
+    return task.retry(countdown=countdown, exc=error)
+
+
+def retry_or_give_up(task: Task, r: redis.Redis, k: Keys, batch: list[str], holder: str, error: Exception) -> dict:
+    """A failed attempt: retry later (5xx, timeout, our own time limits) with backoff, or dead-letter it.
 
     Per station: those at MAX_ATTEMPTS (all of them, for a failure not worth
-    retrying) are dead-lettered, if still in flight; the others are retried.
+    retrying) are dead-lettered, if still ours; the others are retried.
     """
     failure = retries.classify(error)
-    attempts = retries.count_failure(r, k, batch)
+    attempts = retries.attempts_of(r, k, batch)
     spent = [st for st in batch if not failure.retryable or attempts[st] >= retries.MAX_ATTEMPTS]
-    buried = dead_letters.bury(r, k, spent, failure, attempts) if spent else []
+    buried = dead_letters.bury(r, k, spent, failure, attempts, holder) if spent else []
     left = [st for st in batch if st not in spent]
     if left:
-        countdown = retries.backoff(max(attempts[st] for st in left))
-        leases.extend(r, k, left, countdown + lease_seconds())   # the retry's message holds them
-        raise task.retry(countdown=countdown, exc=error)
+        retries.record_cause(r, k, left, failure)
+        raise retry_later(task, r, k, left, holder, retries.backoff(max(attempts[st] for st in left)), error)
     return {"day": k.day, "done": 0, "dead": len(buried), "reason": failure.reason}
 
 
-def give_up_if_spent(r: redis.Redis, k: Keys, batch: list[str], error: Exception) -> list[str]:
-    """An unexpected failure: one more attempt for the stations still leased; dead-letter the spent ones.
-
-    The others keep their lease, and the reaper hands them back when it expires.
-    Returns the stations dead-lettered.
-    """
-    attempts = retries.count_failure(r, k, still_leased(r, k, batch))
-    spent = [st for st, n in attempts.items() if n >= retries.MAX_ATTEMPTS]
-    if not spent:
-        return []
+def give_up_if_spent(r: redis.Redis, k: Keys, batch: list[str], holder: str, error: Exception) -> list[str]:
+    """An unexpected failure: dead-letter the stations at MAX_ATTEMPTS; the others keep their lease,
+    and the reaper hands them back when it expires. Returns the stations dead-lettered."""
     failure = retries.Failure("unexpected", f"{type(error).__name__}: {error}"[:200], False)
-    return dead_letters.bury(r, k, spent, failure, attempts)
+    retries.record_cause(r, k, leases.held(r, k, batch, holder), failure)
+    attempts = retries.attempts_of(r, k, batch)
+    spent = [st for st, n in attempts.items() if n >= retries.MAX_ATTEMPTS]
+    return dead_letters.bury(r, k, spent, failure, attempts, holder) if spent else []
+
+
+def stop_for_configuration(r: redis.Redis, k: Keys, batch: list[str], holder: str, headers: dict,
+                           error: limiter.NoLimitError) -> limiter.NoLimitError:
+    """No limit configured: not the stations' fault. Back to pending uncounted, the loop stopped with
+    the reason (its status shows it); the error to raise says what to configure."""
+    leases.release(r, k, batch, holder, uncount=True)
+    why = f"the loop stopped: {error}"
+    if headers.get(ch03_loop.NAME):
+        r.set(loop_keys.for_day(headers[ch03_loop.NAME], k.day).stop, why)
+    return limiter.NoLimitError(why)

@@ -14,11 +14,12 @@ transform only once no lease is left in flight: it waits with a short tick.
          └──> helpers: fetch ─> fetch ─> ... ─> (pending empty: end)
 
 What makes more than one chain safe is the lease: a batch leaves pending
-atomically when it is sent (leases.lease), so no two chains take the same
-station; a chain that dies leaves a lease that expires and comes back (reaped at
-every turn). How fast requests go is not the loop's business any more: the fetch
-task asks the global limiter before each request, so any window, any number of
-workers, gets the same pace.
+atomically when it is sent (leases.lease), held by that message's token, so no
+two chains take the same station; a chain that dies leaves a lease that expires
+and comes back (reaped at every turn). Each chain has its own turns (chapter 3's
+lock.refresh): the lead is chain "0", the helpers "1", "2", ... How fast requests
+go is not the loop's business any more: the fetch task asks the global limiter
+before each request, so any window, any number of workers, gets the same pace.
 """
 from __future__ import annotations
 
@@ -31,13 +32,12 @@ from celery.signals import task_success
 from workshop.celery_app import redis_client
 from ch03_signals import lock
 from ch03_signals.keys import LoopKeys
-from ch03_signals.loop import DAY, NAME, OWNER, Loop, Segment, Step
+from ch03_signals.loop import LEAD, Loop, Segment, Step, Turn
 
-from . import dead_letters, leases, pause
+from . import dead_letters, leases, pause, retries
 from .fetch import lease_seconds
 from .keys import for_day
 
-HELPER = "loop_helper"   # a message header: this batch was sent by a helper, not by the loop itself
 WINDOW_ENV = "CH04_WINDOW"
 DEFAULT_WINDOW = 2       # batches in flight: one per worker process you run
 WAIT_POLL = 0.5          # seconds between two looks while the last leases are in flight
@@ -71,30 +71,42 @@ class LeasedLoop(Loop):
         task_success.connect(self.on_success, sender=self.waiting.task, weak=False,
                              dispatch_uid=f"{self.name}:wait:ok")
 
-    def on_success(self, sender: Task, **extra) -> None:
-        if (sender.request.headers or {}).get(HELPER):
-            self._help_on(sender.request, countdown=0.0)
-        else:
-            super().on_success(sender, **extra)
+    def continue_chain(self, r: redis.Redis, day: str, owner: str, turn: Turn, countdown: float = 0.0) -> str:
+        """The lead goes on as in chapter 3; a helper leases its next batch."""
+        if turn.chain == LEAD:
+            return super().continue_chain(r, day, owner, turn, countdown)
+        return self.help(r, day, owner, turn, countdown)
 
-    def on_failure(self, sender: Task, exception: BaseException | None = None, **extra) -> None:
-        if (sender.request.headers or {}).get(HELPER):
-            self._help_on(sender.request, countdown=self.pause_after(exception))
-        else:
-            super().on_failure(sender, exception=exception, **extra)
+    def after_time_limit(self, segment: Segment | None, batch: list[str], day: str, task_id: str,
+                         exception: BaseException) -> None:
+        """A fetch killed by its hard time limit: its stations back to pending at once, the attempt's
+        cause "time limit" (counted when the delivery started); then chapter 3's: continue its chain."""
+        if segment is self.fetch:
+            failure = retries.Failure("time limit", f"killed by the hard time limit ({exception})", True)
+            leases.release(redis_client(), for_day(day), batch, f"{task_id}:", prefix=True, cause=failure.cause())
+        super().after_time_limit(segment, batch, day, task_id, exception)
 
-    def _help_on(self, request, countdown: float) -> None:
-        headers = request.headers or {}
-        if headers.get(NAME) == self.name:
-            self.help(redis_client(), headers[DAY], headers[OWNER], countdown)
+    # ---------------------------------------------------------------- poison
+
+    def counts_failures(self, segment: Segment) -> bool:
+        """Fetch counts attempts per station itself (retries.py); transform and persist count here."""
+        return segment is not self.fetch and segment is not self.waiting
+
+    def set_aside(self, r: redis.Redis, k: LoopKeys, segment: Segment, station: str, why: str,
+                  failures: int) -> None:
+        """A poison station is dead-lettered, reason "poison", like any other station we gave up on."""
+        day = for_day(k.day)
+        if dead_letters.set_aside(r, day, getattr(day, segment.source), station,
+                                  retries.Failure("poison", f"{segment.name}: {why}", False), failures):
+            r.hdel(k.failures, f"{segment.name}:{station}")
 
     # ---------------------------------------------------------------- one turn
 
-    def lease(self, r: redis.Redis, day: str) -> list[str]:
-        """Bring back expired leases, then lease the next batch (the smallest pending ids)."""
+    def lease(self, r: redis.Redis, day: str, task_id: str) -> list[str]:
+        """Bring back expired leases, then lease the next batch (the smallest pending ids) for task `task_id`."""
         k = for_day(day)
         leases.reap(r, k)
-        return leases.lease(r, k, self.fetch.batch_size(), lease_seconds())
+        return leases.lease(r, k, self.fetch.batch_size(), lease_seconds(), leases.token(task_id))
 
     def next_step(self, r: redis.Redis, day) -> Step | None:
         """Chapter 3's next step, but never past fetch while a lease is in flight: wait for it instead."""
@@ -105,39 +117,39 @@ class LeasedLoop(Loop):
             return Step(self.waiting, [])
         return step
 
-    def send(self, step: Step, day: str, owner: str, countdown: float = 0.0) -> None:
+    def send(self, step: Step, day: str, owner: str, turn: Turn, countdown: float = 0.0) -> None:
         """A fetch step sends the batch it leases now (a helper may have taken the one next_step saw).
 
         Leasing here rather than through chapter 3's `Segment.take` hook: next_step is also
         the watchdog's "is there work?" question, and asking must not take a lease.
         """
         if step.segment is self.fetch:
-            batch = self.lease(redis_client(), day)
+            batch = self.lease(redis_client(), day, turn.task_id)
             step = Step(self.fetch, batch) if batch else Step(self.waiting, [])
         if step.segment is self.waiting:
             countdown = max(countdown, WAIT_POLL)
-        super().send(step, day, owner, countdown)
+        super().send(step, day, owner, turn, countdown)
 
-    def help(self, r: redis.Redis, day: str, owner: str, countdown: float = 0.0) -> str:
-        """One turn of a helper: "stopped", "lost", "done" (nothing to lease) or "fetch" (a batch sent)."""
+    def help(self, r: redis.Redis, day: str, owner: str, turn: Turn, countdown: float = 0.0) -> str:
+        """One turn of a helper chain: "stopped", "lost", "done" (nothing to lease) or "fetch" (a batch sent)."""
         k = self.keys(day)
         if r.exists(k.stop):
             return "stopped"
-        if not lock.refresh(r, k.lock, owner, self.ttl_ms()):
+        following = turn.next()
+        if not lock.refresh(r, k.lock, k.turns, owner, turn.chain, turn.number, following.task_id, self.ttl_ms()):
             return "lost"
-        batch = self.lease(r, k.day)
+        batch = self.lease(r, k.day, following.task_id)
         if not batch:
             return "done"
-        self.fetch.task.apply_async((batch, k.day), countdown=countdown or None,
-                                    headers={NAME: self.name, DAY: k.day, OWNER: owner, HELPER: "1"})
+        Loop.send(self, Step(self.fetch, batch), k.day, owner, following, countdown)
         return "fetch"
 
     def start(self, r: redis.Redis, day=None, **options) -> str | None:
-        """Chapter 3's start (the lead's first batch), then `window() - 1` helpers."""
+        """Chapter 3's start (the lead's first batch), then `window() - 1` helper chains."""
         owner = super().start(r, day, **options)
         if owner is not None:
-            for _ in range(self.width() - 1):
-                if self.help(r, self.keys(day).day, owner) != "fetch":
+            for chain in range(1, self.width()):
+                if self.help(r, self.keys(day).day, owner, Turn(str(chain))) != "fetch":
                     break
         return owner
 
@@ -162,7 +174,7 @@ class LeasedLoop(Loop):
 
     def status(self, r: redis.Redis, day=None) -> dict:
         k = for_day(self.keys(day).day)
-        return {**super().status(r, k.day), "in_flight": r.zcard(k.in_flight),
+        return {**super().status(r, k.day), "in_flight": r.zcard(k.in_flight), "attempts": r.hlen(k.attempts),
                 "dead_letters": r.hlen(k.dead_letters), "paused_for": round(pause.paused_for(r), 2)}
 
     def dead_letters(self, r: redis.Redis, day=None) -> dict[str, dict]:

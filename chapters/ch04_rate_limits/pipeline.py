@@ -72,6 +72,16 @@ def kick(r: redis.Redis, day=None, db: str | None = None, limit: limiter.Limit |
     return loop.kick(r, day, db=db)
 
 
+def replay(r: redis.Redis, day=None, stations: list[str] | None = None, db: str | None = None,
+           loop: LeasedLoop = LOOP) -> list[str]:
+    """Once the cause is fixed: the day's dead letters (all, or `stations`) back to pending, and a kick.
+    Returns the stations replayed."""
+    replayed = dead_letters.replay(r, for_day(day), stations)
+    if replayed:
+        kick(r, day, db=db, loop=loop)
+    return replayed
+
+
 def run(r: redis.Redis, day=None, stations: int | None = None, db: str | None = None, timeout: float = 120.0,
         show: bool = True, loop: LeasedLoop = LOOP) -> bool:
     """The whole day (the first `stations` of the listing, or all): discover (chapter 3's), kick, wait.

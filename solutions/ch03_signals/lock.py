@@ -1,9 +1,14 @@
-"""One owner at a time: a Redis lock whose value is the owner's token, with a TTL.
+"""One owner at a time, one turn at a time: a Redis lock whose value is the owner's token, with a TTL.
 
 - acquire: SET key token NX PX ttl. Atomic: of any number of callers, one gets it.
-- refresh: "if the value is still my token, extend the TTL", in one Lua script.
-  A GET then a PEXPIRE from Python would leave a gap in which the lock can expire
-  and be taken by another owner, whose lock we would then extend.
+- refresh: one turn of a chain of batches, in one Lua script: "if the lock is
+  still my token and this chain is at turn n, move it to n + 1, note the task
+  id of that turn and give the lock a fresh TTL". A GET then a PEXPIRE from
+  Python would leave a gap in which the lock can expire and be taken by another
+  owner, whose lock we would then extend. The turn number is what makes a
+  message that comes back (run again after its worker died between its success
+  and its acknowledgement) end as "lost" instead of starting a second chain.
+- hold: keep the lock at least this long (a retry's countdown), never shorter.
 - release: "if the value is still my token, delete it", in one Lua script, for the
   same reason: never delete a lock someone else took after ours expired.
 
@@ -21,23 +26,41 @@ end
 return 0
 """
 
+# KEYS[1] lock; ARGV[1] owner, ARGV[2] ttl in ms. Extends, never shortens.
+HOLD = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('pttl', KEYS[1]) < tonumber(ARGV[2]) then redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 1
+"""
+
 
 def acquire(r: redis.Redis, key: str, owner: str, ttl_ms: int) -> bool:
     """Take the lock for `owner` if nobody holds it; True if we got it."""
     return bool(r.set(key, owner, nx=True, px=ttl_ms))
 
 
-def refresh(r: redis.Redis, key: str, owner: str, ttl_ms: int) -> bool:
-    """Give `owner`'s lock a fresh TTL; False if the lock is gone or someone else's."""
-    # >>> exercise 3.2: ONE Lua script via r.eval(script, 1, key, owner, ttl_ms): if GET KEYS[1] == ARGV[1] then return PEXPIRE KEYS[1] ARGV[2] end, else return 0; True when it returned 1 (see RELEASE)
-    script = """
-    if redis.call('get', KEYS[1]) == ARGV[1] then
-        return redis.call('pexpire', KEYS[1], ARGV[2])
-    end
-    return 0
+def refresh(r: redis.Redis, key: str, turns: str, owner: str, chain: str, turn: int, task_id: str,
+            ttl_ms: int) -> bool:
+    """Take turn `turn` of `chain` for `owner`: True if the lock is still ours and the chain at that turn.
+
+    The chain moves on to turn + 1, whose message will carry `task_id`; the lock lives
+    at least `ttl_ms` more (never shortened: a retry's countdown may hold it longer).
     """
-    return r.eval(script, 1, key, owner, ttl_ms) == 1
+    # >>> exercise 3.2: ONE Lua script via r.eval(script, 2, key, turns, owner, chain, turn, task_id, ttl_ms): GET KEYS[1] ~= ARGV[1] -> return 0; HGET KEYS[2] ARGV[2] (nil counts as 0) ~= ARGV[3] -> return 0 (a stale turn); HSET KEYS[2] ARGV[2] turn+1 and ARGV[2]..':task' ARGV[4]; PEXPIRE KEYS[1] ARGV[5] unless its PTTL is already longer; return 1 (see HOLD)
+    script = """
+    if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+    if tonumber(redis.call('hget', KEYS[2], ARGV[2]) or '0') ~= tonumber(ARGV[3]) then return 0 end
+    redis.call('hset', KEYS[2], ARGV[2], tonumber(ARGV[3]) + 1, ARGV[2] .. ':task', ARGV[4])
+    if redis.call('pttl', KEYS[1]) < tonumber(ARGV[5]) then redis.call('pexpire', KEYS[1], ARGV[5]) end
+    return 1
+    """
+    return r.eval(script, 2, key, turns, owner, chain, turn, task_id, ttl_ms) == 1
     # <<<
+
+
+def hold(r: redis.Redis, key: str, owner: str, ttl_ms: int) -> bool:
+    """Keep `owner`'s lock for at least `ttl_ms` (never shorter); False if the lock is not ours."""
+    return r.eval(HOLD, 1, key, owner, ttl_ms) == 1
 
 
 def release(r: redis.Redis, key: str, owner: str) -> bool:
@@ -47,3 +70,13 @@ def release(r: redis.Redis, key: str, owner: str) -> bool:
 
 def owner(r: redis.Redis, key: str) -> str | None:
     return r.get(key)
+
+
+def chain_of(r: redis.Redis, turns: str, task_id: str) -> tuple[str, int] | None:
+    """(chain, its turn now) of the chain whose latest turn was task `task_id`; None if none was."""
+    seen = r.hgetall(turns)
+    for field, value in seen.items():
+        if field.endswith(":task") and value == task_id:
+            chain = field.removesuffix(":task")
+            return chain, int(seen.get(chain, 0))
+    return None

@@ -28,13 +28,13 @@ log = logging.getLogger(__name__)
 def check_day(r: redis.Redis, loop: Loop, day: str) -> str:
     """Look after one day's loop: "stopped", "running", "idle" (no work: forgotten) or "restarted"."""
     k = loop.keys(day)
-    # >>> exercise 3.4: stop switch set -> "stopped"; lock there -> "running"; loop.next_step(r, day) is None -> SREM day from loop.watched, "idle"; else loop.start(r, day) (None: someone was quicker -> "running"), INCR k.restarts, "restarted"
+    # >>> exercise 3.4: stop switch set -> "stopped"; lock there -> "running"; loop.next_step(r, day) is None -> loop.unwatch(r, day), "idle"; else loop.start(r, day) (None: someone was quicker -> "running"), INCR k.restarts, "restarted"
     if r.exists(k.stop):
         return "stopped"          # stopped on purpose: only kick resumes it
     if r.exists(k.lock):
         return "running"          # alive (its lock is refreshed every batch)
     if loop.next_step(r, day) is None:
-        r.srem(loop.watched, day)
+        loop.unwatch(r, day)      # unless a kick started a loop meanwhile
         return "idle"
     if loop.start(r, day) is None:
         return "running"          # a kick was quicker: still one loop

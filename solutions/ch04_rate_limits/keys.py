@@ -8,8 +8,11 @@ Two kinds of keys:
   a hash tag (`{stations-api}`) so that, on a Redis Cluster, the scripts that
   touch several of them find them on one node.
 - **The day's keys**: chapter 2's (pending, fetched, ...) plus what this chapter
-  adds to a station's journey: a lease while it is in flight, an attempt
-  counter, and the dead-letter hash.
+  adds to a station's journey: a lease while it is in flight (a deadline and the
+  token of its holder), an attempt counter and the cause of the last failed
+  attempt, and the dead-letter hash. They carry the day as a hash tag
+  (`pipeline:{2026-01-15}:inflight`), like chapter 2's and the loop's: every script
+  that moves a station touches keys of one day only, so of one slot.
 """
 from __future__ import annotations
 
@@ -68,8 +71,19 @@ class Keys(segment_keys.Keys):
         return f"{self.base}:inflight"
 
     @property
-    def attempts(self) -> str:       # hash: station -> failed fetch attempts so far
+    def holders(self) -> str:        # hash: station -> lease token of the message that holds it
+        return f"{self.base}:holders"
+
+    @property
+    def attempts(self) -> str:       # hash: station -> deliveries of a fetch that did not settle it
         return f"{self.base}:attempts"
+
+    @property
+    def causes(self) -> str:         # hash: station -> JSON {reason, detail} of its last unsettled delivery
+        return f"{self.base}:causes"
+
+    def delivery(self, delivery_id: str) -> str:   # string: this delivery was counted (expires)
+        return f"{self.base}:delivery:{delivery_id}"
 
     @property
     def dead_letters(self) -> str:   # hash: station -> JSON {reason, detail, attempts, at}

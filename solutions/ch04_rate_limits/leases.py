@@ -1,6 +1,6 @@
 """Leases: a station in flight has a deadline; a reaper brings back the ones whose worker vanished.
 
-    pending (set) --lease--> in flight (sorted set, scored by deadline) --settle--> fetched
+    pending (set) --lease--> in flight (sorted set, scored by deadline; holders: station -> token) --settle--> fetched
                                   |
                                   +-- deadline passed (the worker died) --reap--> pending
 
@@ -12,6 +12,13 @@ come back, in seconds. Whoever finishes a station, the first holder or the next,
 writes the same readings and moves the same id: an idempotent write, so a station
 fetched twice is still done once in effect.
 
+Each lease has an owner: the token of the message that holds it (`token`: its
+task id, which the loop picks when it leases, and its retry number). Every
+script that touches a leased station (extend, settle, bury, hand over, release)
+first checks that its holder is the given token. A stale message (a retry's
+original run again, a redelivery after the reaper leased its stations to
+another batch) holds nothing: it calls no API and ends.
+
 Every deadline is on Redis's clock (TIME in the scripts), like the rate limiter's.
 """
 from __future__ import annotations
@@ -20,28 +27,83 @@ import redis
 
 from .keys import Keys
 
-# KEYS[1] pending, KEYS[2] in flight; ARGV[1] how many, ARGV[2] lease in ms.
-# The smallest ids first, so batches are the same from run to run (and so are the API's seeded faults).
+# KEYS[1] pending, KEYS[2] in flight, KEYS[3] holders, KEYS[4] attempts; ARGV[1] how many, ARGV[2] lease in ms,
+# ARGV[3] token. The smallest ids first, so batches are the same from run to run (and so are the API's seeded
+# faults); halved for each unsettled attempt of the first, so a batch that never settles is split until the
+# station at fault is alone.
 _LEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local ids = redis.call('SORT', KEYS[1], 'ALPHA', 'LIMIT', 0, tonumber(ARGV[1]))
+local count = tonumber(ARGV[1])
+local first = redis.call('SORT', KEYS[1], 'ALPHA', 'LIMIT', 0, 1)[1]
+if first then
+  count = math.max(1, math.floor(count / 2 ^ tonumber(redis.call('HGET', KEYS[4], first) or '0')))
+end
+local ids = redis.call('SORT', KEYS[1], 'ALPHA', 'LIMIT', 0, count)
 for _, id in ipairs(ids) do
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
+  redis.call('HSET', KEYS[3], id, ARGV[3])
   redis.call('SREM', KEYS[1], id)
 end
 return ids
 """
 
-# KEYS[1] in flight; ARGV[1] lease in ms, ARGV[2..] stations. Only stations still in flight.
-_EXTEND = """
+# The lease's new deadline: now on Redis's clock, plus ARGV[<index>] ms.
+def _deadline(index: int) -> str:
+    return f"""
 local t = redis.call('TIME')
-local deadline = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 + tonumber(ARGV[1])
+local deadline = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 + tonumber(ARGV[{index}])"""
+
+
+# KEYS[1] in flight, KEYS[2] holders; ARGV[1] lease in ms, ARGV[2] token, ARGV[3..] stations.
+_EXTEND = _deadline(1) + """
 local n = 0
-for i = 2, #ARGV do
-  n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', deadline, ARGV[i])
+for i = 3, #ARGV do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[2] then
+    redis.call('ZADD', KEYS[1], deadline, ARGV[i])
+    n = n + 1
+  end
 end
 return n
+"""
+
+# KEYS[1] in flight, KEYS[2] holders, KEYS[3] attempts; ARGV[1] token, ARGV[2] new token, ARGV[3] lease in ms,
+# ARGV[4] "1": the attempt does not count, ARGV[5..] stations. Idempotent: once handed over, the old token holds nothing.
+_HAND_OVER = _deadline(3) + """
+local n = 0
+for i = 5, #ARGV do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[2])
+    redis.call('ZADD', KEYS[1], deadline, ARGV[i])
+    if ARGV[4] == '1' and redis.call('HINCRBY', KEYS[3], ARGV[i], -1) <= 0 then
+      redis.call('HDEL', KEYS[3], ARGV[i])
+    end
+    n = n + 1
+  end
+end
+return n
+"""
+
+# KEYS: in flight, holders, pending, attempts, causes; ARGV[1] token (or a task id's prefix "<id>:"),
+# ARGV[2] "prefix" or "exact", ARGV[3] "1": the attempt does not count, ARGV[4] cause JSON or "",
+# ARGV[5..] stations. Idempotent: a station released is held by no one.
+_RELEASE = """
+local released = {}
+for i = 5, #ARGV do
+  local holder = redis.call('HGET', KEYS[2], ARGV[i])
+  if holder and (holder == ARGV[1] or (ARGV[2] == 'prefix' and string.sub(holder, 1, #ARGV[1]) == ARGV[1])) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    redis.call('SADD', KEYS[3], ARGV[i])
+    if ARGV[3] == '1' and redis.call('HINCRBY', KEYS[4], ARGV[i], -1) <= 0 then
+      redis.call('HDEL', KEYS[4], ARGV[i])
+      redis.call('HDEL', KEYS[5], ARGV[i])
+    end
+    if ARGV[4] ~= '' then redis.call('HSET', KEYS[5], ARGV[i], ARGV[4]) end
+    released[#released + 1] = ARGV[i]
+  end
+end
+return released
 """
 
 
@@ -49,27 +111,75 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
-def lease(r: redis.Redis, k: Keys, count: int, seconds: float) -> list[str]:
-    """Take up to `count` stations from pending and hold them in flight for `seconds`."""
-    return r.register_script(_LEASE)(keys=[k.pending, k.in_flight], args=[count, _ms(seconds)])
+def token(task_id: str, retries: int = 0) -> str:
+    """The lease token of a message: its task id and retry number (a retry is a new message, same id)."""
+    return f"{task_id}:{retries or 0}"
 
 
-def extend(r: redis.Redis, k: Keys, stations: list[str], seconds: float) -> int:
-    """Move the deadline of those `stations` still in flight to `seconds` from now; how many were."""
+def token_of(request) -> str:
+    """The lease token of the message a task is running (task.request)."""
+    return token(request.id, request.retries)
+
+
+def lease(r: redis.Redis, k: Keys, count: int, seconds: float, holder: str) -> list[str]:
+    """Take up to `count` stations from pending and hold them in flight for `seconds`, for the token `holder`.
+
+    Fewer when the first of them came back unsettled: `count` halved for each of its attempts.
+    """
+    return r.register_script(_LEASE)(keys=[k.pending, k.in_flight, k.holders, k.attempts],
+                                     args=[count, _ms(seconds), holder])
+
+
+def held(r: redis.Redis, k: Keys, stations: list[str], holder: str) -> list[str]:
+    """Those `stations` that `holder` holds, in order."""
+    if not stations:
+        return []
+    return [station for station, h in zip(stations, r.hmget(k.holders, stations)) if h == holder]
+
+
+def extend(r: redis.Redis, k: Keys, stations: list[str], seconds: float, holder: str) -> int:
+    """Move the deadline of those `stations` `holder` holds to `seconds` from now; how many it holds."""
     if not stations:
         return 0
-    return int(r.register_script(_EXTEND)(keys=[k.in_flight], args=[_ms(seconds), *stations]))
+    return int(r.register_script(_EXTEND)(keys=[k.in_flight, k.holders], args=[_ms(seconds), holder, *stations]))
+
+
+def hand_over(r: redis.Redis, k: Keys, stations: list[str], holder: str, successor: str, seconds: float,
+              uncount: bool = False) -> int:
+    """Pass `holder`'s lease on `stations` to `successor` (its retry), for `seconds`; uncount: the attempt
+    was not the batch's fault (a 429). How many were handed over."""
+    if not stations:
+        return 0
+    return int(r.register_script(_HAND_OVER)(keys=[k.in_flight, k.holders, k.attempts],
+                                             args=[holder, successor, _ms(seconds), int(uncount), *stations]))
+
+
+def release(r: redis.Redis, k: Keys, stations: list[str], holder: str, *, prefix: bool = False,
+            uncount: bool = False, cause: str = "") -> list[str]:
+    """Put `holder`'s stations back in pending now (not at the deadline); the stations released.
+
+    prefix: `holder` is "<task id>:", any retry of that task (a worker's main process knows
+    the id of a task it killed, not its retry number). uncount: the attempt did not count.
+    cause: the JSON cause to record for the attempt (see retries.py).
+    """
+    if not stations:
+        return []
+    return r.register_script(_RELEASE)(
+        keys=[k.in_flight, k.holders, k.pending, k.attempts, k.causes],
+        args=[holder, "prefix" if prefix else "exact", int(uncount), cause, *stations])
 
 
 def reaper_script() -> str:
-    """Lua: move every station whose lease deadline has passed from in flight back to pending."""
-    # >>> exercise 4.3: return the Lua: now (ms) from TIME; ids = ZRANGEBYSCORE KEYS[1] -inf now LIMIT 0 ARGV[1]; per id ZREM it from KEYS[1] and SADD it to KEYS[2]; return ids
+    """Lua: move every station whose lease deadline has passed from in flight (KEYS[1]) back to pending
+    (KEYS[2]), and forget its holder (KEYS[3]): a message of the old holder is stale from then on."""
+    # >>> exercise 4.3: return the Lua: now (ms) from TIME; ids = ZRANGEBYSCORE KEYS[1] -inf now LIMIT 0 ARGV[1]; per id ZREM it from KEYS[1], HDEL it from KEYS[3] (its holder) and SADD it to KEYS[2]; return ids
     return """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[3], id)
   redis.call('SADD', KEYS[2], id)
 end
 return expired
@@ -83,7 +193,7 @@ def reap(r: redis.Redis, k: Keys, limit: int = 1000) -> list[str]:
     One script, so a station is never in both places nor in neither, and two
     reapers running at once cannot bring the same station back twice.
     """
-    return r.register_script(reaper_script())(keys=[k.in_flight, k.pending], args=[limit])
+    return r.register_script(reaper_script())(keys=[k.in_flight, k.pending, k.holders], args=[limit])
 
 
 def in_flight(r: redis.Redis, k: Keys) -> dict[str, float]:

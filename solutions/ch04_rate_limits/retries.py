@@ -6,6 +6,17 @@
   again will not help; the batch's stations are dead-lettered at once, with the reason.
 - A 429 is not a failure of the batch: the loop pauses (see pause.py) and the
   batch tries again when the pause ends, without counting an attempt.
+- Our own faults are not the API's: the limiter too slow for a task's wait, the
+  soft time limit: retried with backoff like a 5xx, counted, with their true reason.
+
+An attempt is counted when a delivery *starts* (`start_attempt`), not when it
+fails: a batch that kills its pool process, or hits the hard time limit, never
+gets to say it failed, and would otherwise be delivered again for ever. Its
+cause is "worker lost" until the delivery says better (an API error, a time limit);
+a settle forgets both. A station whose fetch was delivered MAX_ATTEMPTS times
+without settling is dead-lettered at its next delivery, with the last cause. A
+batch comes back in halves when it did not settle (leases.py), so the station
+that kills its process or hangs is found and dead-lettered alone.
 
 The wait before a retry is capped exponential backoff with full jitter
 (uniform between 0 and min(CAP, BASE * 2**(attempt - 1))): retries of batches that
@@ -13,25 +24,39 @@ failed together spread out instead of hitting the API together again.
 """
 from __future__ import annotations
 
+import json
 import random
+import time
+import uuid
 from typing import Callable, NamedTuple
 
 import redis
 import requests
+from celery.exceptions import SoftTimeLimitExceeded
 
 from .keys import Keys
+from .limiter import LimiterTimeout
 
 BASE = 0.5          # seconds: the first retry waits up to this
 CAP = 8.0           # seconds: no retry waits longer (well below the broker's visibility timeout)
 MAX_ATTEMPTS = 3    # failed attempts before a station is dead-lettered
 
-RETRYABLE = ("5xx", "timeout", "unreachable")
+RETRYABLE = ("5xx", "timeout", "unreachable", "time limit", "limiter timeout")
+DELIVERY_TTL = 3600  # seconds a delivery's "counted" mark is kept: longer than any retry of its script
 
 
 class Failure(NamedTuple):
-    reason: str      # "5xx", "timeout", "unreachable", "malformed" or "http-4xx"
-    detail: str      # what happened, for a person
+    reason: str      # "5xx", "timeout", "unreachable", "malformed", "http-4xx", "time limit", "limiter timeout",
+    detail: str      # "worker lost", "unexpected" or "poison"; detail: what happened, for a person
     retryable: bool
+
+    def cause(self) -> str:
+        """The JSON recorded as a station's cause of its last failed attempt."""
+        return json.dumps({"reason": self.reason, "detail": self.detail})
+
+
+WORKER_LOST = Failure("worker lost", "the delivery never finished: its pool process died (killed, out of memory) "
+                                     "or the whole worker went away", False)
 
 
 def backoff(attempt: int, base: float = BASE, cap: float = CAP,
@@ -43,6 +68,10 @@ def backoff(attempt: int, base: float = BASE, cap: float = CAP,
 def classify(error: Exception) -> Failure:
     """What kind of failure `error` is, from the exceptions requests raises and a JSON body that is not one."""
     response = getattr(error, "response", None)
+    if isinstance(error, SoftTimeLimitExceeded):
+        return Failure("time limit", "the task ran into its soft time limit", True)
+    if isinstance(error, LimiterTimeout):
+        return Failure("limiter timeout", str(error)[:200], True)
     if isinstance(error, requests.Timeout):
         return Failure("timeout", f"no answer in time ({type(error).__name__})", True)
     if isinstance(error, requests.ConnectionError):
@@ -57,18 +86,92 @@ def classify(error: Exception) -> Failure:
     return Failure("unexpected", f"{type(error).__name__}: {error}"[:200], False)
 
 
-def count_failure(r: redis.Redis, k: Keys, batch: list[str]) -> dict[str, int]:
-    """One more failed attempt for each station of the batch; returns station -> its attempts so far.
+# KEYS: holders, in flight, attempts, causes, dead letters, the delivery's mark, pending; ARGV[1] token,
+# ARGV[2] MAX_ATTEMPTS, ARGV[3] the provisional cause (JSON, "by" this token), ARGV[4] now, ARGV[5] the mark's TTL,
+# ARGV[6..] stations. Counted once per delivery: run again (redis-py's retry after a lost reply), it counts
+# nothing more. Returns {to fetch, dead-lettered, released}.
+_START = """
+local first = redis.call('SET', KEYS[6], '1', 'NX', 'EX', tonumber(ARGV[5]))
+local held, died_before = {}, false
+for i = 6, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
+    held[#held + 1] = ARGV[i]
+    local cause = redis.call('HGET', KEYS[4], ARGV[i])
+    if cause and cjson.decode(cause).by == ARGV[1] then died_before = true end
+  end
+end
+if not first then return {held, {}, {}} end
+if died_before and #held > 1 then
+  -- this very message died before: give its stations back, to be leased in halves
+  for _, station in ipairs(held) do
+    redis.call('ZREM', KEYS[2], station)
+    redis.call('HDEL', KEYS[1], station)
+    redis.call('SADD', KEYS[7], station)
+  end
+  return {{}, {}, held}
+end
+local go, buried = {}, {}
+for _, station in ipairs(held) do
+  local n = tonumber(redis.call('HGET', KEYS[3], station) or '0')
+  if n >= tonumber(ARGV[2]) then
+    local cause = cjson.decode(redis.call('HGET', KEYS[4], station) or ARGV[3])
+    redis.call('ZREM', KEYS[2], station)
+    redis.call('HDEL', KEYS[1], station)
+    redis.call('HDEL', KEYS[4], station)
+    redis.call('HDEL', KEYS[3], station)
+    redis.call('HSET', KEYS[5], station, cjson.encode(
+      {reason = cause.reason, detail = cause.detail, attempts = n, at = tonumber(ARGV[4])}))
+    buried[#buried + 1] = station
+  else
+    redis.call('HINCRBY', KEYS[3], station, 1)
+    redis.call('HSET', KEYS[4], station, ARGV[3])
+    go[#go + 1] = station
+  end
+end
+return {go, buried, {}}
+"""
 
-    Per station, not the most over the batch: a station that joined the batch
-    later (brought back by the reaper) is not given up on for the others' attempts.
+
+class Start(NamedTuple):
+    """What a delivery of a leased batch may do: fetch `go`; `buried` were dead-lettered, `released` given back."""
+
+    go: list[str]
+    buried: list[str]
+    released: list[str]
+
+
+def start_attempt(r: redis.Redis, k: Keys, batch: list[str], holder: str, delivery: str | None = None) -> Start:
+    """A delivery of `holder`'s batch starts: which stations it fetches now.
+
+    Only the stations `holder` holds count (a stale message gets nothing). Each counts one
+    attempt, with "worker lost" as its cause until the delivery records a truer one; one already
+    at MAX_ATTEMPTS is dead-lettered with its last cause instead. A batch of several whose last
+    delivery of this same message died (the cause still "worker lost", by us) is given back to
+    pending instead: the loop leases it again in halves (leases.py), to find the station that
+    kills its process, which is then dead-lettered alone. `delivery` (one per delivery; default:
+    a new one) makes the script count once even if redis-py sends it twice.
     """
-    with r.pipeline() as p:
-        for station in batch:
-            p.hincrby(k.attempts, station, 1)
-        return dict(zip(batch, p.execute()))
+    if not batch:
+        return Start([], [], [])
+    provisional = json.dumps({**json.loads(WORKER_LOST.cause()), "by": holder})
+    go, buried, released = r.register_script(_START)(
+        keys=[k.holders, k.in_flight, k.attempts, k.causes, k.dead_letters,
+              k.delivery(delivery or uuid.uuid4().hex), k.pending],
+        args=[holder, MAX_ATTEMPTS, provisional, time.time(), DELIVERY_TTL, *batch])
+    return Start(list(go), list(buried), list(released))
+
+
+def record_cause(r: redis.Redis, k: Keys, stations: list[str], failure: Failure) -> None:
+    """Why the current attempt of `stations` failed: the reason they are dead-lettered with, if it comes to that."""
+    if stations:
+        r.hset(k.causes, mapping=dict.fromkeys(stations, failure.cause()))
+
+
+def attempts_of(r: redis.Redis, k: Keys, batch: list[str]) -> dict[str, int]:
+    """station -> its attempts so far (this delivery's included)."""
+    return {station: int(n or 0) for station, n in zip(batch, r.hmget(k.attempts, batch))} if batch else {}
 
 
 def attempts(r: redis.Redis, k: Keys) -> dict[str, int]:
-    """station -> failed attempts so far (a station fetched on its first try is not in here)."""
+    """station -> unsettled attempts so far (a station settles with its attempts forgotten)."""
     return {station: int(n) for station, n in r.hgetall(k.attempts).items()}
