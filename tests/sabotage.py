@@ -2,10 +2,11 @@
 
     celery -A sabotage worker        # with tests/ on PYTHONPATH; what goes wrong comes from the environment
 
-- SABOTAGE_KILL_FETCH=<station>: a fetch whose batch holds it SIGKILLs its own pool process at the API call
+- SABOTAGE_KILL_FETCH=<station, or * for every batch>: a fetch whose batch holds it SIGKILLs its own pool process at the API call
   (a segfault in a client library, the OOM killer), on every delivery.
-- SABOTAGE_HANG_FETCH=<station> and SABOTAGE_TIME_LIMIT=<s>: such a fetch hangs at the API call, and the
-  fetch task's hard time limit (no soft one) is <s> seconds: it is killed on every try.
+- SABOTAGE_HANG_FETCH=<station, or *> and SABOTAGE_TIME_LIMIT=<s>: such a fetch hangs at the API call, and
+  the fetch task's hard time limit (no soft one) is <s> seconds: it is killed on every try. A message carries
+  its sender's time limits: a batch sent by the test process itself (a kick's first ones) keeps the app's own.
 - SABOTAGE_KILL_AFTER=<task short name, e.g. fetch_batch>: the first pool process that finishes such a
   task of the loop's lead chain kills itself right after the task's success handlers ran (the next batch
   is sent), before the message is acknowledged: the message comes back. Once per Redis (SET NX on KILLED_KEY).
@@ -33,10 +34,14 @@ __all__ = ["app", "pipeline"]
 _fetch, _upsert = client.fetch, database.upsert
 
 
+def _hit(station: str | None, batch) -> bool:
+    return station is not None and (station == "*" or station in batch)
+
+
 def _sabotaged_fetch(batch, day, settings=None):
-    if KILL_FETCH in batch:
+    if _hit(KILL_FETCH, batch):
         os.kill(os.getpid(), signal.SIGKILL)
-    if HANG_FETCH in batch:
+    if _hit(HANG_FETCH, batch):
         time.sleep(3600)
     return _fetch(batch, day, settings)
 
