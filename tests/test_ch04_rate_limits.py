@@ -546,6 +546,18 @@ def test_no_limit_configured_stops_the_loop_with_what_to_do_and_buries_nothing(r
     assert "configure" in pipeline.LOOP.status(redis, DAY)["stop_switch"]
 
 
+def test_every_key_a_script_touches_together_lies_in_one_redis_cluster_slot():
+    from redis.crc import key_slot
+    k, lk = keys.for_day(DAY), pipeline.LOOP.keys(DAY)
+    day_keys = [k.pending, k.fetched, k.transformed, k.persisted, k.in_flight, k.holders, k.attempts, k.causes,
+                k.dead_letters, k.summaries, k.raw("WX00001"), k.delivery("d"),
+                lk.lock, lk.turns, lk.kicked, lk.stop, lk.finished, lk.failures, lk.poison]
+    assert len({key_slot(key.encode()) for key in day_keys}) == 1, "one day: one slot (the {day} hash tag)"
+    assert len({key_slot(key.encode()) for key in keys.ApiKeys().all()}) == 1, "one API: one slot"
+    assert key_slot(keys.for_day("2026-01-16").pending.encode()) != key_slot(k.pending.encode()), \
+        "days spread over the cluster"
+
+
 # ---------------------------------------------------------------- leases and the reaper
 
 def test_a_lease_takes_the_smallest_pending_ids_and_holds_them_in_flight_until_its_deadline(redis):
