@@ -11,11 +11,8 @@ counts. The sabotage lives in tests/sabotage.py, a worker app of its own.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,6 +25,7 @@ from workshop import stations as answer_key, target
 from ch03_signals import error_log, history
 from ch04_rate_limits import dead_letters, keys, pipeline, retries
 
+from own_redis import OwnRedis
 from test_ch04_rate_limits import APP, BATCH, DAY, N, TIMEOUT, run_day, served, use  # noqa: F401 (use: a fixture)
 
 TESTS = Path(__file__).parent
@@ -190,26 +188,6 @@ def test_the_limiter_left_unconfigured_stops_the_loop_with_one_clear_error_and_b
 # ---------------------------------------------------------------- Redis itself goes away
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def redis_server(port: int, data: Path) -> subprocess.Popen:
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-                                "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL)
-    client = redis_py.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            return process
-        except redis_py.ConnectionError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"redis-server on port {port} did not start")
-
-
 KICK = """
 import sys
 from ch04_rate_limits import pipeline
@@ -225,12 +203,11 @@ def test_redis_restarted_mid_run_with_no_beat_the_run_completes_nothing_lost_not
     runs, so the chain of batches itself must ride the outage."""
     use(API_RATE=3, API_BURST=3)
     api = fake_api()
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    server = redis_server(port, tmp_path)
+    own = OwnRedis(tmp_path, appendonly=True)
+    server = own.start()
     try:
-        monkeypatch.setenv("REDIS_URL", url)   # the workers and the kick below use this Redis
-        r = redis_py.Redis.from_url(url, decode_responses=True)
+        monkeypatch.setenv("REDIS_URL", own.url)   # the workers and the kick below use this Redis
+        r = redis_py.Redis.from_url(own.url, decode_responses=True)
         workers = worker_processes(APP, 2, pool="prefork", concurrency=1)
         started = time.monotonic()
         # Kicked from a process of its own: this one's Celery app is bound to the session's Redis.
@@ -240,11 +217,10 @@ def test_redis_restarted_mid_run_with_no_beat_the_run_completes_nothing_lost_not
         while r.scard(keys.for_day(DAY).fetched) < 2 * BATCH:
             assert time.monotonic() - started < TIMEOUT, pipeline.LOOP.status(r, DAY)
             time.sleep(0.05)
-        server.send_signal(signal.SIGTERM)   # a clean shutdown: the AOF holds every write
-        server.wait(timeout=20)
+        own.stop(server)   # SIGTERM, a clean shutdown: the append-only file holds every write
         down_at = time.monotonic()
         time.sleep(3)
-        server = redis_server(port, tmp_path)
+        own.start()
         print(f"Redis down for {time.monotonic() - down_at:.1f} s, "
               f"{time.monotonic() - started:.1f} s into the run")
 
@@ -260,5 +236,4 @@ def test_redis_restarted_mid_run_with_no_beat_the_run_completes_nothing_lost_not
         assert set(fetches) == set(answer_key.station_ids(N))
         assert sum(n - 1 for n in fetches.values()) <= BATCH, "at most the batch in flight fetched again"
     finally:
-        server.kill()
-        server.wait(timeout=20)
+        own.stop_all()

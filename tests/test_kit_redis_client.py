@@ -3,9 +3,7 @@
 The outage tests run their own redis-server on a free loopback port, never the
 session's, and stop every server they start by its PID.
 """
-import signal
 import socket
-import subprocess
 import threading
 import time
 
@@ -16,57 +14,12 @@ from redis.retry import Retry
 
 from workshop import celery_app
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Servers:
-    """redis-server processes on one port, each stopped by its PID."""
-
-    def __init__(self, directory):
-        self.port, self.dir, self.started = free_port(), str(directory), []
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> subprocess.Popen:
-        server = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.started.append(server)
-        probe = redis.Redis(port=self.port, socket_connect_timeout=0.2)  # no retries: the probe's own loop
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    probe.ping()
-                    return server
-                except redis.ConnectionError:
-                    assert server.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-                    time.sleep(0.02)
-        finally:
-            probe.close()
-
-    @staticmethod
-    def stop(server: subprocess.Popen) -> None:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-    def stop_all(self) -> None:
-        for server in self.started:
-            self.stop(server)
+from own_redis import OwnRedis
 
 
 @pytest.fixture
 def servers(tmp_path):
-    own = Servers(tmp_path)
+    own = OwnRedis(tmp_path)
     try:
         yield own
     finally:
