@@ -29,7 +29,7 @@ from celery.exceptions import Retry
 from workshop import settings as settings_mod, stations as answer_key, target
 from workshop.api import ApiConfig, draw_fault
 
-from ch03_signals import error_log
+from ch03_signals import error_log, history
 from ch04_rate_limits import client, dead_letters, keys, leases, limiter, pause, pipeline, retries, retry_after, safety
 from ch04_rate_limits.app import app
 
@@ -688,6 +688,12 @@ def test_a_clean_day_is_complete_and_correct_with_no_429(redis, fake_api, worker
     assert stats["rate_limited"] == 0, f"the global limiter kept every request within the limit: {stats['by_status']}"
     assert stats["fetches"] == {s: 1 for s in answer_key.station_ids(N)}, "each station fetched once"
     assert stats["requests"] == 1 + N // BATCH, "one listing, then batches as large as the API takes"
+    # No idle tail: transform is sent by the end of the last fetch (the lead's, or a helper's waking the
+    # parked lead), not by the lead's safety tick.
+    rows = history.entries(redis, DAY, stream=pipeline.HISTORY)
+    fetches = {e["task_id"] for e in rows if e["task"] == "fetch_batch"}
+    first_transform = min((e for e in rows if e["task"] == "transform_batch"), key=lambda e: e["started"])
+    assert first_transform["parent_id"] in fetches, "transform followed the last fetch at once"
 
 
 # The fault profile of the issue: 10% 5xx, 5% slow past the client's timeout, 2% malformed bodies.

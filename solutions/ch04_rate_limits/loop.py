@@ -6,10 +6,12 @@ cannot use the API's budget, and two workers would take turns, never work
 together. Here `start` also starts `window - 1` *helpers*: each helper leases a
 batch from pending, fetches it, and on success leases the next, until pending is
 empty. The loop itself (the lead) goes on as in chapter 3, and moves on to
-transform only once no lease is left in flight: it waits with a short tick.
+transform only once no lease is left in flight: meanwhile it *parks* its next
+turn, and the helper whose batch settles the last lease wakes it at once (a
+slow tick is the safety net, for a lease that only expires).
 
-    start ──> lead:    fetch ─> fetch ─> ... ─> (tick while leases fly) ─> transform ─> persist ─> finish
-         └──> helpers: fetch ─> fetch ─> ... ─> (pending empty: end)
+    start ──> lead:    fetch ─> fetch ─> ... ─> (parked while leases fly) ─> transform ─> persist ─> finish
+         └──> helpers: fetch ─> fetch ─> ... ─> (pending empty: end; the last one wakes the lead)
 
 What makes more than one chain safe is the lease: a batch leaves pending
 atomically when it is sent (leases.lease), held by that message's token, so no
@@ -21,6 +23,7 @@ before each request, so any window, any number of workers, gets the same pace.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import redis
@@ -38,7 +41,7 @@ from .keys import for_day
 
 WINDOW_ENV = "CH04_WINDOW"
 DEFAULT_WINDOW = 2       # batches in flight: one per worker process you run
-WAIT_POLL = 0.5          # seconds between two looks while the last leases are in flight
+WAIT_POLL = 2.0          # seconds between two looks while leases fly: the safety net of the wake-up
 
 
 def window() -> int:
@@ -70,10 +73,30 @@ class LeasedLoop(Loop):
                              dispatch_uid=f"{self.name}:wait:ok")
 
     def continue_chain(self, r: redis.Redis, day: str, owner: str, turn: Turn, countdown: float = 0.0) -> str:
-        """The lead goes on as in chapter 3; a helper leases its next batch."""
+        """The lead goes on as in chapter 3; a helper leases its next batch, or ends and wakes the lead."""
         if turn.chain == LEAD:
             return super().continue_chain(r, day, owner, turn, countdown)
-        return self.help(r, day, owner, turn, countdown)
+        helped = self.help(r, day, owner, turn, countdown)
+        if helped != "fetch":
+            self.wake_lead(r, day)
+        return helped
+
+    def parked(self, day: str) -> str:
+        """The key of the lead's parked turn: owner, number, task id (see `send`)."""
+        return f"{self.keys(day).base}:parked"
+
+    def wake_lead(self, r: redis.Redis, day: str) -> None:
+        """No lease left in flight: take the lead's parked turn now, rather than at its tick.
+
+        GETDEL: of several helpers ending at once, one wakes it; the tick that comes later
+        finds its turn taken and ends as "lost" (and so does a wake-up after the tick).
+        """
+        if r.zcard(for_day(day).in_flight):
+            return
+        raw = r.getdel(self.parked(day))
+        if raw:
+            parked = json.loads(raw)
+            super().continue_chain(r, day, parked["owner"], Turn(LEAD, parked["number"], parked["task_id"]))
 
     def after_time_limit(self, segment: Segment | None, batch: list[str], day: str, task_id: str,
                          exception: BaseException) -> None:
@@ -124,9 +147,14 @@ class LeasedLoop(Loop):
         if step.segment is self.fetch:
             batch = self.lease(redis_client(), day, turn.task_id)
             step = Step(self.fetch, batch) if batch else Step(self.waiting, [])
-        if step.segment is self.waiting:
+        if step.segment is self.waiting:   # park this turn for the helper that settles the last lease
             countdown = max(countdown, WAIT_POLL)
+            redis_client().set(self.parked(day), json.dumps({"owner": owner, "number": turn.number,
+                                                             "task_id": turn.task_id}),
+                               px=int(countdown * 1000) + self.ttl_ms())
         super().send(step, day, owner, turn, countdown)
+        if step.segment is self.waiting:   # the last lease may have settled since next_step looked
+            self.wake_lead(redis_client(), day)
 
     def help(self, r: redis.Redis, day: str, owner: str, turn: Turn, countdown: float = 0.0) -> str:
         """One turn of a helper chain: "stopped", "lost", "done" (nothing to lease) or "fetch" (a batch sent)."""
@@ -174,6 +202,10 @@ class LeasedLoop(Loop):
         k = for_day(self.keys(day).day)
         return {**super().status(r, k.day), "in_flight": r.zcard(k.in_flight), "attempts": r.hlen(k.attempts),
                 "dead_letters": r.hlen(k.dead_letters), "paused_for": round(pause.paused_for(r), 2)}
+
+    def forget(self, r: redis.Redis, day=None) -> None:
+        super().forget(r, day)
+        r.delete(self.parked(self.keys(day).day))
 
     def dead_letters(self, r: redis.Redis, day=None) -> dict[str, dict]:
         return dead_letters.dead_letters(r, for_day(self.keys(day).day))
