@@ -264,6 +264,19 @@ def test_rows_on_a_missing_database_raise_and_create_nothing(tmp_path, monkeypat
     assert not wrong.exists(), "reading must not create an empty database"
 
 
+def test_the_outcome_of_a_day_nothing_reached_the_database_in_is_all_missing_not_an_error(
+        redis, k, tmp_path):
+    db = tmp_path / "never-written.sqlite3"
+    redis.sadd(k.stations, "WX00001", "WX00002")
+    redis.hset(k.fetch_errors, "WX00001", "HTTP 503")
+    assert pipeline.outcome(redis, k.day, str(db), seed=7, glitch_rate=0.0) == \
+        {"stations": 2, "done": 0, "failed": 1, "missing": 1, "wrong": 0}
+    assert not db.exists()
+    redis.sadd(k.persisted, "WX00002")   # persisted somewhere: then a missing file is a wrong path
+    with pytest.raises(FileNotFoundError, match="CH02_DB"):
+        pipeline.outcome(redis, k.day, str(db), seed=7, glitch_rate=0.0)
+
+
 def test_a_tick_with_nothing_to_queue_leaves_running_counters_alone(redis, k):
     key = k.progress("fetch")
     progress.start(redis, key, 10)

@@ -370,6 +370,14 @@ def test_dead_letters_take_a_batch_out_of_flight_with_its_reason_and_can_be_repl
     assert not redis.exists(k.dead_letters)
 
 
+def test_the_outcome_of_a_day_whose_every_station_was_dead_lettered_counts_them_dead(redis, tmp_path):
+    k = keys.for_day(DAY)
+    redis.sadd(k.stations, "WX00001", "WX00002")
+    redis.hset(k.dead_letters, mapping=dict.fromkeys(["WX00001", "WX00002"], json.dumps({"reason": "5xx"})))
+    assert pipeline.outcome(redis, DAY, str(tmp_path / "none.sqlite3")) == \
+        {"stations": 2, "done": 0, "missing": 0, "wrong": 0, "dead": 2}, "no database yet: nothing persisted"
+
+
 class FakeTask:
     """Just enough of a bound task to call the fetch body in the test process: message `task_id`, retry 0."""
 

@@ -38,10 +38,10 @@ def sabotaged(worker_processes, monkeypatch):
     """Start two prefork workers of tests/sabotage.py with `sabotaged(SABOTAGE_...=value)`."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
 
-    def start(**sabotage):
+    def start(concurrency: int = 1, **sabotage):
         for name, value in sabotage.items():
             monkeypatch.setenv(name, str(value))
-        return worker_processes(SABOTAGE, 2, pool="prefork", concurrency=1)
+        return worker_processes(SABOTAGE, 2, pool="prefork", concurrency=concurrency)
     return start
 
 
@@ -56,11 +56,11 @@ def batches_sent(r, task: str) -> Counter:
 
 def test_a_pool_process_killed_right_after_a_success_starts_no_second_chain(
         redis, fake_api, sabotaged, use):
-    # A slow limit, so the day is still running when the message comes back (seconds later: the worker
-    # replaces its pool process first).
-    use(API_RATE=1, API_BURST=1)
+    # A slow limit, so the day is still running when the message comes back; and a spare pool process in
+    # each worker, so the message is taken again at once, not only when the two chains leave a gap.
+    use(API_RATE=2, API_BURST=1)
     api = fake_api()
-    workers = sabotaged(SABOTAGE_KILL_AFTER="fetch_batch")
+    workers = sabotaged(concurrency=2, SABOTAGE_KILL_AFTER="fetch_batch")
 
     outcome = run_day(redis)
 
@@ -71,6 +71,7 @@ def test_a_pool_process_killed_right_after_a_success_starts_no_second_chain(
                         stream=pipeline.HISTORY)
     rerun = next((e for e in rows if e["task_id"] == killed), None)
     assert rerun, "the message came back and ran again"
+    print(f"ran again {rerun['started'] - min(e['started'] for e in rows):.1f} s into the day")
     assert rerun["started"] < max(e["started"] for e in rows if e["task"] == "transform_batch"), \
         "while the day was still running"
     assert "signal 9 (SIGKILL)" in workers.log(0) + workers.log(1)

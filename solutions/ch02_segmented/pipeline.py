@@ -64,6 +64,15 @@ def answer_key_config(settings: settings_mod.Settings | None = None) -> tuple[in
         return s.seed, s.api_glitch_rate
 
 
+def persisted_rows(r: redis.Redis, day: str | None = None, db: str | None = None) -> list[dict]:
+    """The day's SQLite rows; none when no database exists yet and nothing was persisted (every station
+    failed, or none got that far). A missing file while stations were persisted is a wrong path: it raises."""
+    k = keys.for_day(day)
+    if not r.scard(k.persisted) and not database.path(db).exists():
+        return []
+    return database.rows(db, k.day)
+
+
 def outcome(r: redis.Redis, day: str | None = None, db: str | None = None,
             settings: settings_mod.Settings | None = None, *, seed: int | None = None,
             glitch_rate: float | None = None) -> dict[str, int]:
@@ -80,7 +89,7 @@ def outcome(r: redis.Redis, day: str | None = None, db: str | None = None,
         seed = api_seed if seed is None else seed
         glitch_rate = api_glitch_rate if glitch_rate is None else glitch_rate
     ids = sorted(r.smembers(k.stations))
-    stored = {row["station"]: row for row in database.rows(db, k.day)}
+    stored = {row["station"]: row for row in persisted_rows(r, k.day, db)}
     fetch_failed = set(r.hkeys(k.fetch_errors))
     counts = {"stations": len(ids), "done": 0, "failed": 0, "missing": 0, "wrong": 0}
     for station in ids:

@@ -14,7 +14,7 @@ import dataclasses
 
 import redis
 
-from ch02_segmented import database, keys as segment_keys
+from ch02_segmented import keys as segment_keys, pipeline as segment_pipeline
 from ch03_signals import history, error_log, pipeline as ch03_pipeline
 from workshop import settings as settings_mod
 
@@ -125,7 +125,7 @@ def outcome(r: redis.Redis, day=None, db: str | None = None,
     # Chapter 2 sorts a station without a row into failed (its fetch failed) or missing; here
     # such a station is dead-lettered, or missing.
     without_row = counts.pop("failed") + counts["missing"]
-    with_row = {row["station"] for row in database.rows(db, k.day)}
+    with_row = {row["station"] for row in segment_pipeline.persisted_rows(r, k.day, db)}
     counts["dead"] = len(set(dead_letters.dead_letters(r, k)) - with_row)
     counts["missing"] = without_row - counts["dead"]
     return counts
