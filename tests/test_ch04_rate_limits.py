@@ -71,7 +71,13 @@ def test_the_limiter_says_clearly_when_no_one_told_it_the_limit(redis):
 def test_the_limiter_keeps_a_cushion_in_the_apis_bucket_and_follows_the_published_rate(redis):
     # The API's rate is enforced as is; only its burst is trimmed by rate * jitter.
     assert limiter.with_headroom(limiter.Limit(20, 20), jitter=0.25) == (20, 15)
-    assert limiter.with_headroom(limiter.Limit(5, 2), jitter=0.5) == (5, 1)
+    # Never more than a bit under half the burst: the rest lets late requests be made up.
+    assert limiter.with_headroom(limiter.Limit(50, 10), jitter=0.5) == (50, 6)
+    assert limiter.with_headroom(limiter.Limit(50, 5), jitter=0.5) == (50, 3)
+    # Too small a burst to trim: the margin is taken in time, a 5 % longer interval.
+    assert limiter.with_headroom(limiter.Limit(5, 2), jitter=0.5) == (5 * 0.95, 2)
+    assert limiter.with_headroom(limiter.Limit(1, 1), jitter=0.5) == (0.95, 1)
+    assert limiter.with_headroom(limiter.Limit(1, 1), jitter=0) == (1, 1), "no jitter: the published limit"
     limiter.configure(redis, limiter.Limit(20, 20))
     assert limiter.learn(redis, "20") is None, "same rate: nothing to change"
     assert limiter.learn(redis, "junk") is None and limiter.learn(redis, "-3") is None

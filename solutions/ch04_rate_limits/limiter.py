@@ -34,6 +34,7 @@ from .keys import API, ApiKeys
 # the limiter leaves that many seconds of burst unused in the API's bucket, so a
 # request that arrives early or late still finds a token there.
 JITTER = 0.5
+RATE_MARGIN = 0.05   # where the burst is too small to trim (1 or 2): 5 % longer between requests
 
 
 class Limit(NamedTuple):
@@ -56,14 +57,23 @@ def published_limit(settings: settings_mod.Settings | None = None) -> Limit:
 
 
 def with_headroom(published: Limit, jitter: float = JITTER) -> Limit:
-    """What we enforce: the API's rate, and its burst less `rate * jitter` requests of cushion.
+    """What we enforce: the API's rate, and its burst less a cushion of `rate * jitter` requests, at most
+    a bit under half the burst.
 
     The rate is not lowered (that would waste budget for good); only the burst
     is, so the API's bucket always keeps a few tokens for requests that reach it
-    out of step with our clock.
+    early, out of step with our clock. The cap keeps more than half the burst
+    for ourselves: a bucket of two or more tokens lets a request that was late
+    (a busy worker, a slow round trip) be made up by the next ones, where a
+    bucket of one would lose the time for good. A burst of 1 or 2 has no cushion
+    to spare: there the margin is taken in time instead, an interval
+    RATE_MARGIN longer than the API's, so a request that arrives a little early
+    still finds the API's token back.
     """
-    cushion = math.ceil(published.rate * jitter)
-    return Limit(published.rate, max(1, published.burst - cushion))
+    cushion = min(math.ceil(published.rate * jitter), (published.burst - 1) // 2)
+    if cushion or not jitter:
+        return Limit(published.rate, published.burst - cushion)
+    return Limit(published.rate * (1 - RATE_MARGIN), published.burst)
 
 
 def configure(r: redis.Redis, published: Limit, name: str = API, jitter: float = JITTER) -> Limit:
