@@ -38,11 +38,16 @@ def still_in(source: str, batch: list[str]) -> list[str]:
         return [station for station, there in zip(batch, p.execute()) if there]
 
 
+def nothing_left(day: str) -> dict:
+    """The outcome of a batch whose stations had all moved on already."""
+    return {"day": day, "done": 0, "failed": 0}
+
+
 def fetch(batch: list[str], day: str) -> dict:
     """Fetch one batch with chapter 2's logic; raise BatchFailed if it failed (stations stay pending)."""
     batch = still_in(keys.Keys(day).pending, batch)
     if not batch:
-        return {"day": day, "done": 0, "failed": 0}
+        return nothing_left(day)
     outcome = fetch_segment.fetch_batch(batch, day)   # calling a task object runs its body, here
     if outcome["failed"]:
         why = redis_client().hget(keys.Keys(day).fetch_errors, batch[0])
@@ -53,14 +58,14 @@ def fetch(batch: list[str], day: str) -> dict:
 def transform(batch: list[str], day: str) -> dict:
     """Chapter 2's transform; a station whose raw readings expired goes back to pending, not lost."""
     batch = still_in(keys.Keys(day).fetched, batch)
-    return transform_segment.transform_batch(batch, day) if batch else {"day": day, "done": 0, "failed": 0}
+    return transform_segment.transform_batch(batch, day) if batch else nothing_left(day)
 
 
 def persist(batch: list[str], day: str, db: str | None = None) -> dict:
     """Chapter 2's persist. A station without a summary goes back to transform, so the loop cannot spin on it."""
     batch = still_in(keys.Keys(day).transformed, batch)
     if not batch:
-        return {"day": day, "done": 0, "failed": 0}
+        return nothing_left(day)
     outcome = persist_segment.persist_batch(batch, day, db=db)
     if outcome["failed"]:
         r, k = redis_client(), keys.Keys(day)

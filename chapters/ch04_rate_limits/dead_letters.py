@@ -58,12 +58,13 @@ def bury(r: redis.Redis, k: Keys, batch: list[str], failure: Failure,
     """Give up on those stations of `batch` that `holder` still holds (None: whoever holds them): one
     dead letter each, with why and after how many attempts (one number for all, or station -> attempts);
     returns the stations buried."""
+    if not batch:
+        return []
     args: list = [holder or ""]
     for station in batch:
         args += [station, _record(failure, attempts if isinstance(attempts, int) else attempts.get(station, 0))]
-    if not batch:
-        return []
-    return r.register_script(_BURY)(keys=[k.in_flight, k.pending, k.dead_letters, k.holders, k.causes, k.attempts], args=args)
+    return r.register_script(_BURY)(keys=[k.in_flight, k.pending, k.dead_letters, k.holders, k.causes, k.attempts],
+                                    args=args)
 
 
 def set_aside(r: redis.Redis, k: Keys, source: str, station: str, failure: Failure, failures: int) -> bool:

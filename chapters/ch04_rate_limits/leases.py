@@ -36,12 +36,11 @@ from .keys import Keys
 _LEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local count = tonumber(ARGV[1])
-local first = redis.call('SORT', KEYS[1], 'ALPHA', 'LIMIT', 0, 1)[1]
-if first then
-  count = math.max(1, math.floor(count / 2 ^ tonumber(redis.call('HGET', KEYS[4], first) or '0')))
+local ids = redis.call('SORT', KEYS[1], 'ALPHA', 'LIMIT', 0, tonumber(ARGV[1]))
+if ids[1] then   -- the smallest ids of a smaller count are the first of these: trim, no second SORT
+  local count = math.max(1, math.floor(tonumber(ARGV[1]) / 2 ^ tonumber(redis.call('HGET', KEYS[4], ids[1]) or '0')))
+  for i = #ids, count + 1, -1 do ids[i] = nil end
 end
-local ids = redis.call('SORT', KEYS[1], 'ALPHA', 'LIMIT', 0, count)
 for _, id in ipairs(ids) do
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
   redis.call('HSET', KEYS[3], id, ARGV[3])
@@ -70,7 +69,8 @@ return n
 """
 
 # KEYS[1] in flight, KEYS[2] holders, KEYS[3] attempts; ARGV[1] token, ARGV[2] new token, ARGV[3] lease in ms,
-# ARGV[4] "1": the attempt does not count, ARGV[5..] stations. Idempotent: once handed over, the old token holds nothing.
+# ARGV[4] "1": the attempt does not count, ARGV[5..] stations.
+# Idempotent: once handed over, the old token holds nothing.
 _HAND_OVER = _deadline(3) + """
 local n = 0
 for i = 5, #ARGV do

@@ -48,13 +48,14 @@ DELIVERY_TTL = 3600  # seconds a delivery's "counted" mark is kept: longer than 
 
 
 class Failure(NamedTuple):
-    reason: str      # "5xx", "timeout", "unreachable", "malformed", "http-4xx", "time limit", "limiter timeout",
-    detail: str      # "worker lost", "unexpected" or "poison"; detail: what happened, for a person
+    reason: str      # "5xx", "timeout", "unreachable", "malformed", "http-4xx", "time limit",
+                     # "limiter timeout", "worker lost", "unexpected" or "poison"
+    detail: str      # what happened, for a person
     retryable: bool
 
-    def cause(self) -> str:
-        """The JSON recorded as a station's cause of its last failed attempt."""
-        return json.dumps({"reason": self.reason, "detail": self.detail})
+    def cause(self, by: str | None = None) -> str:
+        """The JSON recorded as a station's cause of its last failed attempt (`by`: the delivery's token)."""
+        return json.dumps({"reason": self.reason, "detail": self.detail, **({"by": by} if by else {})})
 
 
 WORKER_LOST = Failure("worker lost", "the delivery never finished: its pool process died (killed, out of memory) "
@@ -155,11 +156,10 @@ def start_attempt(r: redis.Redis, k: Keys, batch: list[str], holder: str, delive
     """
     if not batch:
         return Start([], [], [])
-    provisional = json.dumps({**json.loads(WORKER_LOST.cause()), "by": holder})
     go, buried, released = r.register_script(_START)(
         keys=[k.holders, k.in_flight, k.attempts, k.causes, k.dead_letters,
               k.delivery(delivery or uuid.uuid4().hex), k.pending],
-        args=[holder, MAX_ATTEMPTS, provisional, time.time(), DELIVERY_TTL, *batch])
+        args=[holder, MAX_ATTEMPTS, WORKER_LOST.cause(by=holder), time.time(), DELIVERY_TTL, *batch])
     return Start(list(go), list(buried), list(released))
 
 

@@ -107,17 +107,16 @@ def settle(r: redis.Redis, k: Keys, batch: list[str], readings: dict[str, list],
               k.holders, k.attempts, k.causes, *[k.raw(station) for station in batch]], args=args))
 
 
-def loop_lock(day: str, headers: dict) -> tuple[str, str] | None:
-    """(lock key, owner) of the loop that sent this batch, from its headers; None for a batch sent by hand."""
-    owner, loop_name = headers.get(ch03_loop.OWNER), headers.get(ch03_loop.NAME)
-    return (loop_keys.for_day(loop_name, day).lock, owner) if owner and loop_name else None
+def sender(day: str, headers: dict) -> loop_keys.LoopKeys | None:
+    """The keys of the loop that sent this batch, from its headers; None for a batch sent by hand."""
+    return loop_keys.for_day(headers[ch03_loop.NAME], day) if headers.get(ch03_loop.NAME) else None
 
 
 def hold_loop(r: redis.Redis, day: str, headers: dict, seconds: float) -> None:
     """Keep the loop's lock for `seconds` + its TTL (never shorter): we only wait, the loop is alive."""
-    held_lock = loop_lock(day, headers)
-    if held_lock:
-        ch03_lock.hold(r, held_lock[0], held_lock[1], int(seconds * 1000) + int(ch03_loop.lock_ttl() * 1000))
+    loop = sender(day, headers)
+    if loop is not None and headers.get(ch03_loop.OWNER):
+        ch03_lock.hold(r, loop.lock, headers[ch03_loop.OWNER], int(seconds * 1000) + int(ch03_loop.lock_ttl() * 1000))
 
 
 def keep_alive(r: redis.Redis, k: Keys, batch: list[str], holder: str, headers: dict) -> Callable[[float], None]:
@@ -234,6 +233,7 @@ def stop_for_configuration(r: redis.Redis, k: Keys, batch: list[str], holder: st
     the reason (its status shows it); the error to raise says what to configure."""
     leases.release(r, k, batch, holder, uncount=True)
     why = f"the loop stopped: {error}"
-    if headers.get(ch03_loop.NAME):
-        r.set(loop_keys.for_day(headers[ch03_loop.NAME], k.day).stop, why)
+    loop = sender(k.day, headers)
+    if loop is not None:
+        r.set(loop.stop, why)
     return limiter.NoLimitError(why)
