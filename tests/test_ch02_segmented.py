@@ -16,7 +16,7 @@ import pytest
 
 from workshop import progress, stations as answer_key
 
-from ch02_segmented import batches, database, fetch, keys, pipeline
+from ch02_segmented import batches, database, fetch, keys, pipeline, stages
 from ch02_segmented.app import app, beat_schedule
 
 N = 40          # stations per test: small, so the module stays quick on a busy machine
@@ -58,13 +58,13 @@ def raise_for_failed_tasks(r) -> None:
 
 def state(r, k) -> dict:
     """Every pipeline key of the day with its type and full value (TTLs aside)."""
-    read = {"set": lambda key: sorted(r.smembers(key)), "hash": r.hgetall, "string": r.get,
+    read = {"zset": lambda key: r.zrange(key, 0, -1, withscores=True), "hash": r.hgetall, "string": r.get,
             "list": lambda key: r.lrange(key, 0, -1)}
     return {key: (r.type(key), read[r.type(key)](key)) for key in r.scan_iter(match=k.pattern)}
 
 
 def members(r, key) -> set[str]:
-    return set(r.smembers(key))
+    return set(stages.members(r, key))
 
 
 def expected_rows(ids, day, seed, glitch_rate) -> list[dict]:
@@ -92,7 +92,7 @@ def test_discover_queues_each_listed_station_once_and_never_requeues_work_done(r
     # Stations that moved on are not queued again by a later discovery.
     moved = sorted(ids)[:5]
     for station in moved:
-        redis.smove(k.pending, k.fetched, station)
+        stages.move(redis, k.pending, k.fetched, [station])
     run(redis, "discover", k)
     assert members(redis, k.pending) == ids - set(moved)
 
@@ -102,7 +102,7 @@ def test_discover_queues_each_listed_station_once_and_never_requeues_work_done(r
 def test_fetch_alone_stores_each_pending_stations_readings_once(redis, fake_api, worker, settings, k):
     api = fake_api(stations=N, glitch_rate=0.05)
     ids = answer_key.station_ids(N)
-    redis.sadd(k.pending, *ids)
+    stages.add(redis, k.pending, ids)
 
     counters = run(redis, "fetch", k)
 
@@ -130,7 +130,7 @@ def test_a_failing_fetch_batch_leaves_its_stations_pending_and_the_next_run_comp
         redis, fake_api, worker, k, profile):
     api = fake_api(stations=N, **profile)
     ids = set(answer_key.station_ids(N))
-    redis.sadd(k.pending, *ids)
+    stages.add(redis, k.pending, ids)
 
     counters = run(redis, "fetch", k)
 
@@ -160,11 +160,11 @@ def test_a_failing_fetch_batch_leaves_its_stations_pending_and_the_next_run_comp
 def test_transform_alone_summaries_equal_the_answer_key(redis, worker, settings, k):
     glitch_rate = 0.1   # the summaries must drop implausible hours, as the answer key does
     ids = answer_key.station_ids(N)
-    redis.sadd(k.fetched, *ids)
+    stages.add(redis, k.fetched, ids)
     for station in ids:
         redis.set(k.raw(station), json.dumps(answer_key.readings(settings.seed, station, k.day, glitch_rate)))
     expired = "WX09999"   # in fetched, but its raw readings are gone
-    redis.sadd(k.fetched, expired)
+    stages.add(redis, k.fetched, [expired])
 
     run(redis, "transform", k)
 
@@ -190,7 +190,7 @@ def test_persist_alone_upserts_rows_equal_to_the_answer_key(redis, worker, db, s
     ids = answer_key.station_ids(N)
     expected = expected_rows(ids, k.day, settings.seed, 0.0)
     redis.hset(k.summaries, mapping={e["station"]: json.dumps(e) for e in expected})
-    redis.sadd(k.transformed, *ids)
+    stages.add(redis, k.transformed, ids)
 
     run(redis, "persist", k)
 
@@ -243,10 +243,10 @@ def test_beat_drives_the_segments_to_a_complete_run(redis, fake_api, worker, db,
     beat_process("ch02_segmented.app", env={"BEAT_INTERVAL": "1"}, max_interval=1)
 
     deadline = time.monotonic() + 90
-    while redis.scard(k.persisted) < len(ids) and time.monotonic() < deadline:
+    while stages.count(redis, k.persisted) < len(ids) and time.monotonic() < deadline:
         raise_for_failed_tasks(redis)
         time.sleep(0.2)
-    print(f"\nbeat: {redis.scard(k.persisted)} of {len(ids)} persisted in {time.monotonic() - started:.1f} s, "
+    print(f"\nbeat: {stages.count(redis, k.persisted)} of {len(ids)} persisted in {time.monotonic() - started:.1f} s, "
           f"{api.stats()['requests']} API requests, fetches per station {set(api.stats()['fetches'].values())}")
 
     assert members(redis, k.persisted) == set(ids)
@@ -267,12 +267,12 @@ def test_rows_on_a_missing_database_raise_and_create_nothing(tmp_path, monkeypat
 def test_the_outcome_of_a_day_nothing_reached_the_database_in_is_all_missing_not_an_error(
         redis, k, tmp_path):
     db = tmp_path / "never-written.sqlite3"
-    redis.sadd(k.stations, "WX00001", "WX00002")
+    stages.add(redis, k.stations, ["WX00001", "WX00002"])
     redis.hset(k.fetch_errors, "WX00001", "HTTP 503")
     assert pipeline.outcome(redis, k.day, str(db), seed=7, glitch_rate=0.0) == \
         {"stations": 2, "done": 0, "failed": 1, "missing": 1, "wrong": 0}
     assert not db.exists()
-    redis.sadd(k.persisted, "WX00002")   # persisted somewhere: then a missing file is a wrong path
+    stages.add(redis, k.persisted, ["WX00002"])   # persisted somewhere: then a missing file is a wrong path
     with pytest.raises(FileNotFoundError, match="CH02_DB"):
         pipeline.outcome(redis, k.day, str(db), seed=7, glitch_rate=0.0)
 

@@ -21,7 +21,7 @@ from celery.signals import task_prerun
 from workshop import settings as settings_mod, stations as answer_key
 from workshop.workers import EmbeddedBeat
 
-from ch02_segmented import database, keys as segment_keys
+from ch02_segmented import database, keys as segment_keys, stages
 from ch03_signals import error_log, history, lock, pipeline, tasks, watchdog
 from ch03_signals.app import app, beat_schedule
 from ch03_signals.pipeline import LOOP
@@ -90,7 +90,7 @@ def assert_complete_and_correct(r, k, db, api, ids) -> None:
     assert [row["station"] for row in rows] == sorted(ids), "one row per station, once"
     wrong = [row["station"] for row, e in zip(rows, expected) if not answer_key.same_summary(row, e)]
     assert not wrong, f"rows that differ from the answer key: {wrong}"
-    assert set(r.smembers(k.persisted)) == set(ids)
+    assert set(stages.members(r, k.persisted)) == set(ids)
     assert not r.exists(k.pending, k.fetched, k.transformed), "nothing left in any segment"
 
 
@@ -135,7 +135,7 @@ def test_a_turn_is_taken_once_so_a_message_that_runs_twice_starts_no_second_chai
 
 
 def test_advance_by_a_stale_owner_is_lost_and_sends_nothing(redis, k, monkeypatch):
-    redis.sadd(k.pending, *answer_key.station_ids(10))   # work to do, were the owner still in charge
+    stages.add(redis, k.pending, answer_key.station_ids(10))   # work to do, were the owner still in charge
     sent = []
     monkeypatch.setattr(LOOP, "send", lambda step, day, owner, *rest, **kwargs: sent.append((step, owner)))
     lk = LOOP.keys(k.day)
@@ -199,7 +199,7 @@ def test_the_next_segment_starts_only_after_the_last_batch_of_the_one_before(
     seen = []   # what each transform / persist batch found when it started
 
     def probe(sender, **_):
-        seen.append((sender.name.rsplit(".", 1)[-1], redis.scard(k.pending), redis.scard(k.fetched), time.time()))
+        seen.append((sender.name.rsplit(".", 1)[-1], stages.count(redis, k.pending), stages.count(redis, k.fetched), time.time()))
 
     on_prerun(tasks.transform_batch, probe)
     on_prerun(tasks.persist_batch, probe)
@@ -288,7 +288,7 @@ def test_stop_ends_the_loop_after_the_batch_in_flight_and_kick_resumes_it_to_a_c
     # in the third batch's task_success handler, its history entry a moment later (task_postrun).
     rows = history.wait(redis, k.day, lambda rows: sum(e["task"] == "fetch_batch" for e in rows) >= 3)
     assert [e["task"] for e in rows] == ["fetch_batch"] * 3
-    assert redis.scard(k.fetched) == 15 and redis.scard(k.pending) == N - 15
+    assert stages.count(redis, k.fetched) == 15 and stages.count(redis, k.pending) == N - 15
     assert not LOOP.finished(redis, k.day)
     assert watchdog.check(redis, LOOP) == {k.day: "stopped"}, "the watchdog leaves a stopped loop alone"
     assert LOOP.running(redis, k.day) is None
@@ -320,7 +320,7 @@ def test_a_kick_racing_the_end_of_a_loop_never_strands_work_200_trials_no_beat(
         if day in extra and day not in threads:
             def late_kick():
                 time.sleep(rng.uniform(0, 0.012))
-                redis.sadd(segment_keys.for_day(day).pending, extra[day])
+                stages.add(redis, segment_keys.for_day(day).pending, [extra[day]])
                 kicks[day] = pipeline.kick(redis, day)
             thread = threading.Thread(target=late_kick)
             thread.start()
@@ -333,15 +333,15 @@ def test_a_kick_racing_the_end_of_a_loop_never_strands_work_200_trials_no_beat(
         for i, day in enumerate(days):
             sk = segment_keys.for_day(day)
             extra[day] = ids[(i + 1) % N]
-            redis.sadd(sk.stations, ids[i % N], extra[day])
-            redis.sadd(sk.pending, ids[i % N])
+            stages.add(redis, sk.stations, [ids[i % N], extra[day]])
+            stages.add(redis, sk.pending, [ids[i % N]])
             pipeline.kick(redis, day)
             deadline = time.monotonic() + 10
             while day not in threads:
                 assert time.monotonic() < deadline, f"{day}: the first loop never reached persist"
                 time.sleep(0.002)
             threads[day].join(timeout=10)
-            if not LOOP.wait(redis, day, 10) or redis.scard(sk.persisted) != 2:
+            if not LOOP.wait(redis, day, 10) or stages.count(redis, sk.persisted) != 2:
                 stalled.append((day, LOOP.status(redis, day), redis.sismember(LOOP.watched, day)))
     finally:
         task_prerun.disconnect(kick_around_the_end, sender=tasks.persist_batch)
@@ -399,7 +399,7 @@ def test_a_handler_that_raises_once_kills_the_loop_silently_and_the_watchdog_res
     first = pipeline.kick(redis, k.day)
     # Dead: two batches ran, the third was never sent; the lock (TTL 3 s) expires on its own.
     assert LOOP.wait(redis, k.day, TIMEOUT, until=lambda: LOOP.running(redis, k.day) is None) is False
-    assert len(iterations(redis, k)) == 2 and redis.scard(k.pending) == N - 10
+    assert len(iterations(redis, k)) == 2 and stages.count(redis, k.pending) == N - 10
 
     app.conf.beat_schedule = beat_schedule(settings_mod.load())   # the watchdog, every 0.5 s
     with EmbeddedBeat(app, max_interval=0.2):

@@ -29,6 +29,7 @@ from celery.exceptions import Retry
 from workshop import settings as settings_mod, stations as answer_key, target
 from workshop.api import ApiConfig, draw_fault
 
+from ch02_segmented import stages
 from ch03_signals import error_log, history
 from ch04_rate_limits import client, dead_letters, keys, leases, limiter, pause, pipeline, retries, retry_after, safety
 from ch04_rate_limits.app import app
@@ -100,10 +101,10 @@ def test_a_learned_limit_survives_the_next_run_unless_the_published_one_changed(
 def test_resetting_a_day_leaves_the_apis_limit_to_the_other_days_loops(redis):
     other = keys.for_day("2026-01-16")
     limiter.configure(redis, limiter.Limit(10, 10))
-    redis.sadd(keys.for_day(DAY).pending, "WX00001")
-    redis.sadd(other.pending, "WX00002")
+    stages.add(redis, keys.for_day(DAY).pending, ["WX00001"])
+    stages.add(redis, other.pending, ["WX00002"])
     pipeline.reset(redis, DAY)
-    assert not redis.exists(keys.for_day(DAY).pending) and redis.smembers(other.pending) == {"WX00002"}
+    assert not redis.exists(keys.for_day(DAY).pending) and set(stages.members(redis, other.pending)) == {"WX00002"}
     assert limiter.GlobalLimiter(redis).check() == 0, "another day's loop still finds the limit"
     pipeline.reset_limits(redis)
     assert not any(redis.exists(key) for key in keys.ApiKeys().all())
@@ -361,7 +362,7 @@ def test_failures_are_classified_into_retry_or_give_up(error, reason, retryable)
 
 def test_dead_letters_take_a_batch_out_of_flight_with_its_reason_and_can_be_replayed(redis):
     k = keys.for_day(DAY)
-    redis.sadd(k.pending, "WX00001", "WX00002", "WX00003")
+    stages.add(redis, k.pending, ["WX00001", "WX00002", "WX00003"])
     batch = leases.lease(redis, k, 2, 30, "task-a:0")
     assert retries.start_attempt(redis, k, batch, "task-a:0") == (batch, [], [])
     assert retries.attempts(redis, k) == dict.fromkeys(batch, 1)
@@ -370,15 +371,15 @@ def test_dead_letters_take_a_batch_out_of_flight_with_its_reason_and_can_be_repl
     dead_letters.bury(redis, k, batch, retries.Failure("5xx", "HTTP 503", True), 1, "task-a:0")
     buried = dead_letters.dead_letters(redis, k)
     assert sorted(buried) == batch and {d["reason"] for d in buried.values()} == {"5xx"}
-    assert not redis.exists(k.in_flight, k.holders) and redis.smembers(k.pending) == {"WX00003"}
+    assert not redis.exists(k.in_flight, k.holders) and set(stages.members(redis, k.pending)) == {"WX00003"}
     assert dead_letters.replay(redis, k) == batch
-    assert redis.smembers(k.pending) == {"WX00001", "WX00002", "WX00003"} and not redis.exists(k.attempts)
+    assert set(stages.members(redis, k.pending)) == {"WX00001", "WX00002", "WX00003"} and not redis.exists(k.attempts)
     assert not redis.exists(k.dead_letters)
 
 
 def test_the_outcome_of_a_day_whose_every_station_was_dead_lettered_counts_them_dead(redis, tmp_path):
     k = keys.for_day(DAY)
-    redis.sadd(k.stations, "WX00001", "WX00002")
+    stages.add(redis, k.stations, ["WX00001", "WX00002"])
     redis.hset(k.dead_letters, mapping=dict.fromkeys(["WX00001", "WX00002"], json.dumps({"reason": "5xx"})))
     assert pipeline.outcome(redis, DAY, str(tmp_path / "none.sqlite3")) == \
         {"stations": 2, "done": 0, "missing": 0, "wrong": 0, "dead": 2}, "no database yet: nothing persisted"
@@ -397,7 +398,7 @@ class FakeTask:
 def test_an_unexpected_error_in_the_fetch_step_is_raised_counted_and_finally_dead_lettered(redis, monkeypatch):
     from ch04_rate_limits import fetch
     k = keys.for_day(DAY)
-    redis.sadd(k.pending, "WX00001", "WX00002")
+    stages.add(redis, k.pending, ["WX00001", "WX00002"])
     batch = leases.lease(redis, k, 2, 30, "fake-task:0")
 
     def broken(*args, **kwargs):
@@ -421,7 +422,7 @@ def test_an_unexpected_error_in_the_fetch_step_is_raised_counted_and_finally_dea
 def test_giving_up_buries_only_stations_still_ours_and_counts_attempts_per_station(redis):
     from ch04_rate_limits import fetch
     k = keys.for_day(DAY)
-    redis.sadd(k.pending, "WX00001", "WX00002", "WX00003")
+    stages.add(redis, k.pending, ["WX00001", "WX00002", "WX00003"])
     batch = leases.lease(redis, k, 3, 30, "fake-task:0")
     retries.start_attempt(redis, k, batch, "fake-task:0")
     # Our lease expired; another holder leased WX00001 again and settled it before we give up.
@@ -430,10 +431,10 @@ def test_giving_up_buries_only_stations_still_ours_and_counts_attempts_per_stati
     assert fetch.retry_or_give_up(FakeTask(), redis, k, batch, "fake-task:0", http_error(404)) == \
         {"day": DAY, "done": 0, "dead": 2, "reason": "http-4xx"}
     assert sorted(dead_letters.dead_letters(redis, k)) == ["WX00002", "WX00003"]
-    assert redis.smembers(k.fetched) == {"WX00001"}, "done once, never also dead-lettered"
+    assert set(stages.members(redis, k.fetched)) == {"WX00001"}, "done once, never also dead-lettered"
 
     redis.delete(k.dead_letters, k.attempts)
-    redis.sadd(k.pending, "WX00004", "WX00005")
+    stages.add(redis, k.pending, ["WX00004", "WX00005"])
     batch = leases.lease(redis, k, 2, 30, "fake-task:0")
     redis.hset(k.attempts, "WX00005", retries.MAX_ATTEMPTS - 1)   # it joined this batch with attempts behind it
     retries.start_attempt(redis, k, batch, "fake-task:0")
@@ -446,13 +447,13 @@ def test_giving_up_buries_only_stations_still_ours_and_counts_attempts_per_stati
 
 def test_every_delivery_counts_so_a_batch_that_never_says_it_failed_is_dead_lettered_with_the_cause(redis):
     k = keys.for_day(DAY)
-    redis.sadd(k.pending, "WX00001", "WX00002")
+    stages.add(redis, k.pending, ["WX00001", "WX00002"])
     batch = leases.lease(redis, k, 2, 30, "killer:0")
     # A delivery whose process dies says nothing: its start counted, its cause "worker lost".
     assert retries.start_attempt(redis, k, batch, "killer:0") == (batch, [], [])
     # Delivered again, the same message gives its two stations back, to be leased in halves.
     assert retries.start_attempt(redis, k, batch, "killer:0") == ([], [], batch)
-    assert redis.smembers(k.pending) == set(batch) and not redis.exists(k.in_flight, k.holders)
+    assert set(stages.members(redis, k.pending)) == set(batch) and not redis.exists(k.in_flight, k.holders)
     assert retries.attempts(redis, k) == dict.fromkeys(batch, 1), "the attempts stay with the stations"
     assert leases.lease(redis, k, 2, 30, "half:0") == ["WX00001"], "halved: the first came back unsettled"
     # Alone, it counts each delivery, and after MAX_ATTEMPTS is dead-lettered with the cause.
@@ -467,7 +468,7 @@ def test_every_delivery_counts_so_a_batch_that_never_says_it_failed_is_dead_lett
     assert not redis.exists(k.in_flight, k.holders) and redis.hkeys(k.causes) == ["WX00002"], "WX00002 waits"
 
     redis.delete(k.pending, k.attempts, k.causes)
-    redis.sadd(k.pending, "WX00003")
+    stages.add(redis, k.pending, ["WX00003"])
     assert leases.lease(redis, k, 1, 30, "slow:0") == ["WX00003"]
     assert retries.start_attempt(redis, k, ["WX00003"], "slow:0", delivery="d2") == (["WX00003"], [], [])
     assert retries.start_attempt(redis, k, ["WX00003"], "slow:0", delivery="d2") == (["WX00003"], [], [])
@@ -481,7 +482,7 @@ def test_a_stale_message_after_its_stations_were_leased_again_calls_no_api_and_t
     api = fake_api()
     k = keys.for_day(DAY)
     ids = answer_key.station_ids(3)
-    redis.sadd(k.pending, *ids)
+    stages.add(redis, k.pending, ids)
     batch = leases.lease(redis, k, 3, 0.05, "first:0")
     retries.start_attempt(redis, k, batch, "first:0")
     time.sleep(0.1)
@@ -500,7 +501,7 @@ def test_a_stale_message_after_its_stations_were_leased_again_calls_no_api_and_t
     assert redis.hgetall(k.holders) == dict.fromkeys(ids, "second:0")
     # The holder itself fetches and settles.
     assert fetch.fetch(FakeTask("second"), ids, DAY, global_limit=False) == {"day": DAY, "done": 3, "dead": 0}
-    assert redis.smembers(k.fetched) == set(ids) and not redis.exists(k.attempts, k.holders, k.in_flight)
+    assert set(stages.members(redis, k.fetched)) == set(ids) and not redis.exists(k.attempts, k.holders, k.in_flight)
 
 
 def test_our_own_faults_are_retried_counted_and_dead_lettered_with_the_true_reason(redis, monkeypatch):
@@ -510,7 +511,7 @@ def test_our_own_faults_are_retried_counted_and_dead_lettered_with_the_true_reas
     for fault, reason in ((limiter.LimiterTimeout("no slot within 180 s"), "limiter timeout"),
                           (SoftTimeLimitExceeded(), "time limit")):
         redis.flushdb()
-        redis.sadd(k.pending, "WX00001", "WX00002")
+        stages.add(redis, k.pending, ["WX00001", "WX00002"])
 
         def failing(*args, **kwargs):
             raise fault
@@ -535,7 +536,7 @@ def test_a_retry_countdown_holds_the_loops_lock_and_hands_the_lease_to_the_retry
     monkeypatch.setenv("CH03_LOCK_TTL", "2")
     k, lock_key = keys.for_day(DAY), pipeline.LOOP.keys(DAY).lock
     assert lock.acquire(redis, lock_key, "owner", 2000)
-    redis.sadd(k.pending, "WX00001")
+    stages.add(redis, k.pending, ["WX00001"])
     batch = leases.lease(redis, k, 1, 30, "waits:0")
     task = FakeTask("waits")
     task.request.headers = {"loop_name": pipeline.LOOP.name, "loop_owner": "owner"}
@@ -549,13 +550,13 @@ def test_a_retry_countdown_holds_the_loops_lock_and_hands_the_lease_to_the_retry
 def test_no_limit_configured_stops_the_loop_with_what_to_do_and_buries_nothing(redis):
     from ch04_rate_limits import fetch
     k = keys.for_day(DAY)
-    redis.sadd(k.pending, "WX00001", "WX00002")
+    stages.add(redis, k.pending, ["WX00001", "WX00002"])
     batch = leases.lease(redis, k, 2, 30, "nolimit:0")
     task = FakeTask("nolimit")
     task.request.headers = {"loop_name": pipeline.LOOP.name, "loop_owner": "owner"}
     with pytest.raises(limiter.NoLimitError, match=r"the loop stopped: .*configure"):
         fetch.fetch(task, batch, DAY, global_limit=True)
-    assert redis.smembers(k.pending) == set(batch) and not redis.exists(k.in_flight, k.holders)
+    assert set(stages.members(redis, k.pending)) == set(batch) and not redis.exists(k.in_flight, k.holders)
     assert not redis.exists(k.dead_letters, k.attempts, k.causes), "not counted: the batch did nothing wrong"
     assert "configure" in pipeline.LOOP.status(redis, DAY)["stop_switch"]
 
@@ -576,9 +577,9 @@ def test_every_key_a_script_touches_together_lies_in_one_redis_cluster_slot():
 
 def test_a_lease_takes_the_smallest_pending_ids_and_holds_them_in_flight_until_its_deadline(redis):
     k = keys.for_day(DAY)
-    redis.sadd(k.pending, *[f"WX{i:05d}" for i in (7, 3, 9, 1, 5)])
+    stages.add(redis, k.pending, [f"WX{i:05d}" for i in (7, 3, 9, 1, 5)])
     assert leases.lease(redis, k, 3, 30, "t:0") == ["WX00001", "WX00003", "WX00005"]
-    assert redis.smembers(k.pending) == {"WX00007", "WX00009"}
+    assert set(stages.members(redis, k.pending)) == {"WX00007", "WX00009"}
     assert all(29 < left <= 30 for left in leases.in_flight(redis, k).values())
     assert leases.extend(redis, k, ["WX00001", "WX00009"], 60, "t:0") == 1, "only a station in flight is extended"
     assert leases.extend(redis, k, ["WX00003"], 90, "other:0") == 0, "only by its holder"
@@ -588,7 +589,7 @@ def test_a_lease_takes_the_smallest_pending_ids_and_holds_them_in_flight_until_i
 
 def test_the_reaper_brings_back_only_expired_leases_once_even_with_reapers_racing(redis):
     k = keys.for_day(DAY)
-    redis.sadd(k.pending, *[f"WX{i:05d}" for i in range(40)])
+    stages.add(redis, k.pending, [f"WX{i:05d}" for i in range(40)])
     short = leases.lease(redis, k, 30, 0.2, "short:0")
     long = leases.lease(redis, k, 10, 60, "long:0")
     time.sleep(0.3)
@@ -610,7 +611,7 @@ def test_the_reaper_brings_back_only_expired_leases_once_even_with_reapers_racin
         raise errors[0]
     everything = [station for part in brought_back for station in part]
     assert sorted(everything) == short, "each expired station brought back exactly once"
-    assert redis.smembers(k.pending) == set(short)
+    assert set(stages.members(redis, k.pending)) == set(short)
     assert sorted(redis.zrange(k.in_flight, 0, -1)) == long
     assert redis.hgetall(k.holders) == dict.fromkeys(long, "long:0"), "a reaped lease has no holder any more"
 
@@ -788,7 +789,7 @@ def test_a_worker_process_killed_mid_batch_loses_nothing_and_nothing_is_done_twi
     killed: list[tuple[int, int]] = []
 
     def kill_a_pool_process_mid_batch() -> None:
-        if not killed and redis.scard(keys.for_day(DAY).fetched) >= BATCH:
+        if not killed and stages.count(redis, keys.for_day(DAY).fetched) >= BATCH:
             found = mid_batch(redis, workers)
             if found is not None:
                 os.kill(found[1], signal.SIGKILL)
@@ -820,7 +821,7 @@ def test_a_whole_worker_killed_mid_batch_its_leases_expire_and_the_batch_comes_b
     killed: list[int] = []
 
     def kill_a_worker_mid_batch() -> None:
-        found = None if killed or redis.scard(keys.for_day(DAY).fetched) < BATCH else mid_batch(redis, workers)
+        found = None if killed or stages.count(redis, keys.for_day(DAY).fetched) < BATCH else mid_batch(redis, workers)
         if found is not None:
             os.killpg(workers.pids[found[0]], signal.SIGKILL)   # the worker and its pool: no one left to tell
             killed.append(workers.pids[found[0]])
@@ -854,7 +855,7 @@ def test_a_429_storm_pauses_the_loop_which_then_completes_within_the_new_limit(
     new_rate = 2.0
 
     def lower_the_limit_mid_run() -> None:
-        if api.config.rate != new_rate and redis.scard(keys.for_day(DAY).fetched) >= BATCH:
+        if api.config.rate != new_rate and stages.count(redis, keys.for_day(DAY).fetched) >= BATCH:
             api.configure(rate=new_rate)
 
     outcome = run_day(redis, during=lower_the_limit_mid_run)

@@ -22,6 +22,7 @@ import redis as redis_py
 
 from workshop import stations as answer_key, target
 
+from ch02_segmented import stages
 from ch03_signals import error_log, history
 from ch04_rate_limits import dead_letters, keys, pipeline, retries
 
@@ -180,7 +181,7 @@ def test_the_limiter_left_unconfigured_stops_the_loop_with_one_clear_error_and_b
     assert errors and all(e["exception"].startswith("NoLimitError: the loop stopped:") for e in errors)
     k = keys.for_day(DAY)
     assert status["dead_letters"] == 0 and status["in_flight"] == 0
-    assert redis.scard(k.pending) == N and not redis.exists(k.attempts), "every station back, uncounted"
+    assert stages.count(redis, k.pending) == N and not redis.exists(k.attempts), "every station back, uncounted"
     assert api.stats()["fetches"] == {}
 
     assert run_day(redis) == ALL_DONE, "configured and kicked again, the day completes"
@@ -215,7 +216,7 @@ def test_redis_restarted_mid_run_with_no_beat_the_run_completes_nothing_lost_not
         kick = subprocess.run([sys.executable, "-c", KICK, DAY], capture_output=True, text=True, timeout=60,
                               env={**os.environ, "PYTHONPATH": target.pythonpath()})
         assert kick.returncode == 0, kick.stderr[-3000:]
-        while r.scard(keys.for_day(DAY).fetched) < 2 * BATCH:
+        while stages.count(r, keys.for_day(DAY).fetched) < 2 * BATCH:
             assert time.monotonic() - started < TIMEOUT, pipeline.LOOP.status(r, DAY)
             time.sleep(0.05)
         own.stop(server)   # SIGTERM, a clean shutdown: the append-only file holds every write

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ch01_periodic.stations_api import list_stations
 from workshop import progress
 
-from . import keys
+from . import keys, stages
 from .app import app
 from workshop.celery_app import redis_client
 
@@ -22,12 +22,12 @@ def run_segment(day: str | None = None, limit: int | None = None) -> dict:
     r, k = redis_client(), keys.for_day(day)
     ids = list_stations()[:limit]
     progress.start(r, k.progress("discover"), len(ids))
-    with r.pipeline() as p:   # MULTI: both sets change together
+    with r.pipeline() as p:   # MULTI: both stages change together
         if ids:
-            p.sadd(k.stations, *ids)
+            stages.add(p, k.stations, ids)
         # Pending is recomputed, not appended to: a station already fetched (or further)
         # is not queued again, so discovering twice leaves the same state.
-        p.sdiffstore(k.pending, [k.stations, k.fetched, k.transformed, k.persisted])
+        p.zdiffstore(k.pending, [k.stations, k.fetched, k.transformed, k.persisted])
         p.execute()
     progress.advance(r, k.progress("discover"), done=len(ids))
     return {"stations": len(ids), "batches": []}   # the same answer as the other entry tasks

@@ -2,12 +2,13 @@
 # Nothing to fill in here; it is part of the chapter's code. Change the solution, not this copy.
 """Every Redis key the segments use, in one place, all prefixed with the run's day.
 
-A station moves through four sets, one segment at a time:
+A station moves through four stages, one segment at a time; each stage is a
+Redis sorted set with every score 0, a set kept in id order (see stages.py):
 
     stations (every station discovered: the run's universe)
     pending  --fetch-->  fetched  --transform-->  transformed  --persist-->  persisted
 
-A segment's input is a set and its output the next set, so what is left to do is
+A segment's input is a stage and its output the next stage, so what is left to do is
 always visible in Redis, and a segment that dies leaves its ids where they were.
 Only ids and small records live here; raw readings get a TTL.
 
@@ -42,23 +43,23 @@ class Keys:
         return f"{PREFIX}:{{{self.day}}}"
 
     @property
-    def stations(self) -> str:      # set: every station discover found
+    def stations(self) -> str:      # stage: every station discover found
         return f"{self.base}:stations"
 
     @property
-    def pending(self) -> str:       # set: to fetch
+    def pending(self) -> str:       # stage: to fetch
         return f"{self.base}:pending"
 
     @property
-    def fetched(self) -> str:       # set: raw readings stored, to transform
+    def fetched(self) -> str:       # stage: raw readings stored, to transform
         return f"{self.base}:fetched"
 
     @property
-    def transformed(self) -> str:   # set: summary stored, to persist
+    def transformed(self) -> str:   # stage: summary stored, to persist
         return f"{self.base}:transformed"
 
     @property
-    def persisted(self) -> str:     # set: in SQLite
+    def persisted(self) -> str:     # stage: in SQLite
         return f"{self.base}:persisted"
 
     @property

@@ -22,7 +22,7 @@ import redis
 from celery import Task
 from celery.signals import task_postrun, task_prerun
 
-from ch02_segmented import keys as segment_keys
+from ch02_segmented import keys as segment_keys, stages
 from workshop.celery_app import redis_client
 
 from . import loop, tasks
@@ -92,7 +92,7 @@ def wait(r: redis.Redis, day: str, ready: Callable[[list[dict]], bool], timeout:
 
 def iterations(r: redis.Redis, day: str, timeout: float = 10.0, stream: str = HISTORY) -> list[dict]:
     """The day's entries, oldest start first, once they hold every batch that persisted a station."""
-    persisted = r.scard(segment_keys.Keys(day).persisted)
+    persisted = stages.count(r, segment_keys.Keys(day).persisted)
     return wait(r, day, lambda rows: sum(e["stations"] for e in rows if e["task"] == "persist_batch"
                                          and e["state"] == "SUCCESS") >= persisted, timeout, stream)
 

@@ -53,6 +53,7 @@ from celery import Task
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_failure, task_success
 
+from ch02_segmented import stages
 from workshop.celery_app import redis_client
 from workshop import progress
 
@@ -88,22 +89,17 @@ def _batch(args) -> list[str]:
     return list(args[0]) if args and isinstance(args[0], (list, tuple)) else []
 
 
-def first_ids(r: redis.Redis, key: str, size: int) -> list[str]:
-    """The first `size` ids of the set, sorted; they stay in the set until their batch moves them."""
-    return sorted(r.smembers(key))[:size]
-
-
 @dataclass(frozen=True)
 class Segment:
     """One stage of the loop: its batch task, called as task(batch, day, **options)."""
 
     name: str                       # "fetch"
     task: Task
-    source: str                     # the chapter 2 set it takes batches from: "pending", "fetched", ...
+    source: str                     # the chapter 2 stage it takes batches from: "pending", "fetched", ...
     batch_size: Callable[[], int]   # read when a batch is taken, so settings changes reach it
     options: tuple[str, ...] = ()   # loop options passed on to the task as keyword arguments
-    # How a batch is taken: take(r, source_key, size) -> ids. Default: the first `size` ids, sorted
-    # (reproducible batches, so reproducible API faults), left in the set. Chapter 4 leases them instead.
+    # How a batch is taken: take(r, source_key, size) -> ids. Default: the stage's first `size` ids
+    # (reproducible batches, so reproducible API faults), left in it. Chapter 4 leases them instead.
     take: Callable[[redis.Redis, str, int], list[str]] | None = None
 
 
@@ -260,11 +256,11 @@ class Loop:
 
     def set_aside(self, r: redis.Redis, k: keys.LoopKeys, segment: Segment, station: str, why: str,
                   failures: int) -> None:
-        """Take a poison station out of its segment's set, with why, so the rest of the day goes on."""
+        """Take a poison station out of its segment's stage, with why, so the rest of the day goes on."""
         with r.pipeline() as p:
             p.hset(k.poison, station, json.dumps({"segment": segment.name, "detail": why,
                                                   "failures": failures, "at": time.time()}))
-            p.srem(getattr(k.segments, segment.source), station)
+            p.zrem(getattr(k.segments, segment.source), station)
             p.hdel(k.failures, f"{segment.name}:{station}")
             p.execute()
 
@@ -282,7 +278,7 @@ class Loop:
         """
         k = self.keys(day)
         for segment in self.segments:
-            take = segment.take or first_ids
+            take = segment.take or stages.first
             size = segment.batch_size()
             batch = take(r, getattr(k.segments, segment.source), size)
             if batch and self.counts_failures(segment):
@@ -342,9 +338,9 @@ class Loop:
         """Progress counters per segment: the stations past it, out of every discovered station."""
         sets = k.segments
         with r.pipeline(transaction=False) as p:
-            p.scard(sets.stations)
+            p.zcard(sets.stations)
             for segment in self.segments:
-                p.scard(getattr(sets, segment.source))
+                p.zcard(getattr(sets, segment.source))
             total, *waiting = p.execute()
         with r.pipeline(transaction=False) as p:
             for i, segment in enumerate(self.segments):
@@ -408,7 +404,7 @@ class Loop:
                 "finished": self.finished(r, k.day), "restarts": int(r.get(k.restarts) or 0),
                 "chains": {chain: int(n) for chain, n in r.hgetall(k.turns).items() if ":" not in chain},
                 "set_aside": r.hlen(k.poison),
-                "work": {s.name: r.scard(getattr(sets, s.source)) for s in self.segments}}
+                "work": {s.name: stages.count(r, getattr(sets, s.source)) for s in self.segments}}
 
     def wait(self, r: redis.Redis, day=None, timeout: float = 120.0, show: bool = False,
              until: Callable[[], bool] | None = None) -> bool:

@@ -19,7 +19,7 @@ register them as its own tasks (chapter 4 does, to swap in its own fetch).
 """
 from __future__ import annotations
 
-from ch02_segmented import fetch as fetch_segment, keys, persist as persist_segment
+from ch02_segmented import fetch as fetch_segment, keys, persist as persist_segment, stages
 from ch02_segmented import transform as transform_segment
 from workshop.celery_app import redis_client
 
@@ -31,11 +31,8 @@ class BatchFailed(Exception):
 
 
 def still_in(source: str, batch: list[str]) -> list[str]:
-    """The stations of `batch` still in the set `source`, in order."""
-    with redis_client().pipeline(transaction=False) as p:
-        for station in batch:
-            p.sismember(source, station)
-        return [station for station, there in zip(batch, p.execute()) if there]
+    """The stations of `batch` still in the stage `source`, in order."""
+    return stages.holding(redis_client(), source, batch)
 
 
 def nothing_left(day: str) -> dict:
@@ -69,9 +66,8 @@ def persist(batch: list[str], day: str, db: str | None = None) -> dict:
     outcome = persist_segment.persist_batch(batch, day, db=db)
     if outcome["failed"]:
         r, k = redis_client(), keys.Keys(day)
-        for station, summary in zip(batch, r.hmget(k.summaries, batch)):
-            if summary is None:
-                r.smove(k.transformed, k.fetched, station)
+        stages.move(r, k.transformed, k.fetched,
+                    [station for station, summary in zip(batch, r.hmget(k.summaries, batch)) if summary is None])
     return outcome
 
 

@@ -5,7 +5,7 @@
 A dead letter is not deleted work: it waits for a person, who reads the reason
 (5xx after 3 attempts, a malformed body, a poison reading the transform cannot
 take, ...) and, once the cause is fixed, `replay`s it. Giving up is one script:
-the station leaves `in flight` (or the segment's set, for poison) and enters the
+the station leaves `in flight` (or the segment's stage, for poison) and enters the
 hash together, so it is in exactly one place; and only a lease its holder still
 holds is given up: a stale message buries nothing.
 """
@@ -16,6 +16,8 @@ import time
 from typing import Mapping
 
 import redis
+
+from ch02_segmented import stages
 
 from .keys import Keys
 from .retries import Failure
@@ -33,7 +35,7 @@ for i = 2, #ARGV, 2 do
     redis.call('HDEL', KEYS[4], ARGV[i])
     redis.call('HDEL', KEYS[5], ARGV[i])
     redis.call('HDEL', KEYS[6], ARGV[i])
-    redis.call('SREM', KEYS[2], ARGV[i])
+    redis.call('ZREM', KEYS[2], ARGV[i])
     redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
     buried[#buried + 1] = ARGV[i]
   end
@@ -41,9 +43,9 @@ end
 return buried
 """
 
-# KEYS[1] the segment's set, KEYS[2] dead letters; ARGV[1] station, ARGV[2] record.
+# KEYS[1] the segment's stage, KEYS[2] dead letters; ARGV[1] station, ARGV[2] record.
 _SET_ASIDE = """
-if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
@@ -68,7 +70,7 @@ def bury(r: redis.Redis, k: Keys, batch: list[str], failure: Failure,
 
 
 def set_aside(r: redis.Redis, k: Keys, source: str, station: str, failure: Failure, failures: int) -> bool:
-    """Dead-letter a poison station straight from the set its segment takes batches from; False if it
+    """Dead-letter a poison station straight from the stage its segment takes batches from; False if it
     was not there any more."""
     return r.register_script(_SET_ASIDE)(keys=[source, k.dead_letters], args=[station, _record(failure, failures)]) == 1
 
@@ -89,6 +91,6 @@ def replay(r: redis.Redis, k: Keys, stations: list[str] | None = None) -> list[s
             p.hdel(k.dead_letters, *stations)
             p.hdel(k.attempts, *stations)
             p.hdel(k.causes, *stations)
-            p.sadd(k.pending, *stations)
+            stages.add(p, k.pending, stations)
             p.execute()
     return stations

@@ -83,13 +83,13 @@ for i = 10, #KEYS do
   if redis.call('HGET', KEYS[7], station) == ARGV[2] then
     redis.call('SET', KEYS[i], ARGV[2 * (i - 9) + 2], 'EX', tonumber(ARGV[1]))
     redis.call('ZREM', KEYS[1], station)
-    redis.call('SREM', KEYS[2], station)
+    redis.call('ZREM', KEYS[2], station)
     redis.call('HDEL', KEYS[6], station)
     redis.call('HDEL', KEYS[7], station)
     redis.call('HDEL', KEYS[8], station)
     redis.call('HDEL', KEYS[9], station)
-    if redis.call('SISMEMBER', KEYS[4], station) == 0 and redis.call('SISMEMBER', KEYS[5], station) == 0 then
-      redis.call('SADD', KEYS[3], station)
+    if not redis.call('ZSCORE', KEYS[4], station) and not redis.call('ZSCORE', KEYS[5], station) then
+      redis.call('ZADD', KEYS[3], 0, station)
     end
     settled = settled + 1
   end

@@ -2,7 +2,7 @@
 # Fill in each region marked "exercise N.M"; run this chapter's tests with --target chapters to check it.
 """Leases: a station in flight has a deadline; a reaper brings back the ones whose worker vanished.
 
-    pending (set) --lease--> in flight (sorted set, scored by deadline; holders: station -> token) --settle--> fetched
+    pending (stage) --lease--> in flight (sorted set, scored by deadline; holders: station -> token) --settle--> fetched
                                   |
                                   +-- deadline passed (the worker died) --reap--> pending
 
@@ -30,21 +30,21 @@ import redis
 from .keys import Keys
 
 # KEYS[1] pending, KEYS[2] in flight, KEYS[3] holders, KEYS[4] attempts; ARGV[1] how many, ARGV[2] lease in ms,
-# ARGV[3] token. The smallest ids first, so batches are the same from run to run (and so are the API's seeded
-# faults); halved for each unsettled attempt of the first, so a batch that never settles is split until the
+# ARGV[3] token. The smallest ids first (pending is a stage: a sorted set, all scores 0, so BYLEX takes them in
+# O(log N + count)), so batches are the same from run to run (and so are the API's seeded faults); halved for each unsettled attempt of the first, so a batch that never settles is split until the
 # station at fault is alone.
 _LEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local ids = redis.call('SORT', KEYS[1], 'ALPHA', 'LIMIT', 0, tonumber(ARGV[1]))
-if ids[1] then   -- the smallest ids of a smaller count are the first of these: trim, no second SORT
+local ids = redis.call('ZRANGE', KEYS[1], '-', '+', 'BYLEX', 'LIMIT', 0, tonumber(ARGV[1]))
+if ids[1] then   -- the smallest ids of a smaller count are the first of these: trim, no second read
   local count = math.max(1, math.floor(tonumber(ARGV[1]) / 2 ^ tonumber(redis.call('HGET', KEYS[4], ids[1]) or '0')))
   for i = #ids, count + 1, -1 do ids[i] = nil end
 end
 for _, id in ipairs(ids) do
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
   redis.call('HSET', KEYS[3], id, ARGV[3])
-  redis.call('SREM', KEYS[1], id)
+  redis.call('ZREM', KEYS[1], id)
 end
 return ids
 """
@@ -96,7 +96,7 @@ for i = 5, #ARGV do
   if holder and (holder == ARGV[1] or (ARGV[2] == 'prefix' and string.sub(holder, 1, #ARGV[1]) == ARGV[1])) then
     redis.call('ZREM', KEYS[1], ARGV[i])
     redis.call('HDEL', KEYS[2], ARGV[i])
-    redis.call('SADD', KEYS[3], ARGV[i])
+    redis.call('ZADD', KEYS[3], 0, ARGV[i])
     if ARGV[3] == '1' and redis.call('HINCRBY', KEYS[4], ARGV[i], -1) <= 0 then
       redis.call('HDEL', KEYS[4], ARGV[i])
       redis.call('HDEL', KEYS[5], ARGV[i])
@@ -174,8 +174,8 @@ def release(r: redis.Redis, k: Keys, stations: list[str], holder: str, *, prefix
 def reaper_script() -> str:
     """Lua: move every station whose lease deadline has passed from in flight (KEYS[1]) back to pending
     (KEYS[2]), and forget its holder (KEYS[3]): a message of the old holder is stale from then on."""
-    # exercise 4.3: return the Lua: now (ms) from TIME; ids = ZRANGEBYSCORE KEYS[1] -inf now LIMIT 0 ARGV[1]; per id ZREM it from KEYS[1], HDEL it from KEYS[3] (its holder) and SADD it to KEYS[2]; return ids
-    raise NotImplementedError("exercise 4.3: return the Lua: now (ms) from TIME; ids = ZRANGEBYSCORE KEYS[1] -inf now LIMIT 0 ARGV[1]; per id ZREM it from KEYS[1], HDEL it from KEYS[3] (its holder) and SADD it to KEYS[2]; return ids")
+    # exercise 4.3: return the Lua: now (ms) from TIME; ids = ZRANGEBYSCORE KEYS[1] -inf now LIMIT 0 ARGV[1]; per id ZREM it from KEYS[1], HDEL it from KEYS[3] (its holder) and ZADD it to KEYS[2] with score 0 (a stage); return ids
+    raise NotImplementedError("exercise 4.3: return the Lua: now (ms) from TIME; ids = ZRANGEBYSCORE KEYS[1] -inf now LIMIT 0 ARGV[1]; per id ZREM it from KEYS[1], HDEL it from KEYS[3] (its holder) and ZADD it to KEYS[2] with score 0 (a stage); return ids")
 
 
 def reap(r: redis.Redis, k: Keys, limit: int = 1000) -> list[str]:

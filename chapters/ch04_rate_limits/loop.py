@@ -187,11 +187,11 @@ class LeasedLoop(Loop):
         """Per segment: done = past it; failed = dead-lettered; leased stations still count as waiting."""
         sets, mine = k.segments, for_day(k.day)
         with r.pipeline(transaction=False) as p:
-            p.scard(sets.stations)
+            p.zcard(sets.stations)
             p.zcard(mine.in_flight)
             p.hlen(mine.dead_letters)
             for segment in self.segments:
-                p.scard(getattr(sets, segment.source))
+                p.zcard(getattr(sets, segment.source))
             total, flying, dead, *waiting = p.execute()
         with r.pipeline(transaction=False) as p:
             for i, segment in enumerate(self.segments):

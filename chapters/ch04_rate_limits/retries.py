@@ -109,7 +109,7 @@ if died_before and #held > 1 then
   for _, station in ipairs(held) do
     redis.call('ZREM', KEYS[2], station)
     redis.call('HDEL', KEYS[1], station)
-    redis.call('SADD', KEYS[7], station)
+    redis.call('ZADD', KEYS[7], 0, station)
   end
   return {{}, {}, held}
 end

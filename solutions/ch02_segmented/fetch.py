@@ -15,7 +15,7 @@ import requests
 from ch01_periodic.stations_api import fetch_readings
 from workshop import progress, settings as settings_mod
 
-from . import keys
+from . import keys, stages
 from .app import app
 from .batches import fan_out
 from workshop.celery_app import redis_client
@@ -31,7 +31,7 @@ def run_segment(day: str | None = None, batch_size: int | None = None) -> dict:
     """Entry task: one fetch_batch per batch of pending stations; {stations, batches}."""
     r, k, s = redis_client(), keys.for_day(day), settings_mod.load()
     size = min(batch_size or s.batch_size, s.api_max_batch)
-    return fan_out(r, k.progress("fetch"), fetch_batch, list(r.smembers(k.pending)), size, k.day)
+    return fan_out(r, k.progress("fetch"), fetch_batch, stages.members(r, k.pending), size, k.day)
 
 
 def record_failure(r, k: keys.Keys, batch: list[str], error: Exception) -> None:
@@ -47,7 +47,7 @@ def record_failure(r, k: keys.Keys, batch: list[str], error: Exception) -> None:
 def fetch_batch(batch: list[str], day: str) -> dict:
     """Fetch one batch (ids only came through the broker) and move it pending -> fetched."""
     r, k = redis_client(), keys.Keys(day)
-    # >>> exercise 2.1: fetch_readings(batch, day); on API_ERRORS: record_failure, return {"day": day, "done": 0, "failed": len(batch)} (nothing moves); else ONE MULTI pipeline: per station SET k.raw(station) (JSON, ex=keys.RAW_TTL) + SMOVE k.pending -> k.fetched, then HDEL the batch from k.fetch_errors
+    # >>> exercise 2.1: fetch_readings(batch, day); on API_ERRORS: record_failure, return {"day": day, "done": 0, "failed": len(batch)} (nothing moves); else ONE MULTI pipeline: per station SET k.raw(station) (JSON, ex=keys.RAW_TTL), then stages.move(p, k.pending, k.fetched, batch) and HDEL the batch from k.fetch_errors
     try:
         readings = fetch_readings(batch, day)
         payloads = {station: json.dumps(readings[station]) for station in batch}
@@ -57,7 +57,7 @@ def fetch_batch(batch: list[str], day: str) -> dict:
     with r.pipeline() as p:   # MULTI/EXEC: readings stored and ids moved together, or neither
         for station, payload in payloads.items():
             p.set(k.raw(station), payload, ex=keys.RAW_TTL)
-            p.smove(k.pending, k.fetched, station)
+        stages.move(p, k.pending, k.fetched, batch)
         p.hdel(k.fetch_errors, *batch)
         p.execute()
     # <<<

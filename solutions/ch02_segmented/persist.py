@@ -12,7 +12,7 @@ from contextlib import closing
 
 from workshop import progress
 
-from . import database, keys
+from . import database, keys, stages
 from .app import app
 from .batches import fan_out
 from workshop.celery_app import redis_client
@@ -25,7 +25,7 @@ def run_segment(day: str | None = None, db: str | None = None) -> dict:
     """Entry task: one persist_batch per batch of transformed stations; {stations, batches}."""
     r, k = redis_client(), keys.for_day(day)
     database.connect(db).close()   # create the table once, before the batches race to
-    return fan_out(r, k.progress("persist"), persist_batch, list(r.smembers(k.transformed)), BATCH, k.day,
+    return fan_out(r, k.progress("persist"), persist_batch, stages.members(r, k.transformed), BATCH, k.day,
                    db=db)
 
 
@@ -37,10 +37,7 @@ def persist_batch(batch: list[str], day: str, db: str | None = None) -> dict:
     with closing(database.connect(db)) as conn, conn:   # `with conn`: commit, or roll back on error
         database.upsert(conn, found)
     stored = [summary["station"] for summary in found]
-    with r.pipeline() as p:
-        for station in stored:
-            p.smove(k.transformed, k.persisted, station)
-        p.execute()
+    stages.move(r, k.transformed, k.persisted, stored)
     # A station in transformed without a summary is not persisted: it stays there, counted as failed.
     progress.advance(r, k.progress("persist"), done=len(stored), failed=len(batch) - len(stored))
     return {"day": day, "done": len(stored), "failed": len(batch) - len(stored)}

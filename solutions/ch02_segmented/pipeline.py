@@ -10,7 +10,7 @@ import requests
 
 from workshop import progress, settings as settings_mod, stations as answer_key
 
-from . import database, discover, fetch, keys, persist, transform
+from . import database, discover, fetch, keys, persist, stages, transform
 
 ENTRY_TASKS = {"discover": discover.run_segment, "fetch": fetch.run_segment,
                "transform": transform.run_segment, "persist": persist.run_segment}
@@ -41,7 +41,7 @@ def run_all(r: redis.Redis, day: str | None = None, limit: int | None = None, db
     counts = {"discover": run_segment(r, "discover", k.day, timeout, limit=limit)}
     for _ in range(fetch_rounds):
         counts["fetch"] = run_segment(r, "fetch", k.day, timeout)
-        if not r.scard(k.pending):
+        if not stages.count(r, k.pending):
             break
     counts["transform"] = run_segment(r, "transform", k.day, timeout)
     counts["persist"] = run_segment(r, "persist", k.day, timeout, db=db)
@@ -68,7 +68,7 @@ def persisted_rows(r: redis.Redis, day: str | None = None, db: str | None = None
     """The day's SQLite rows; none when no database exists yet and nothing was persisted (every station
     failed, or none got that far). A missing file while stations were persisted is a wrong path: it raises."""
     k = keys.for_day(day)
-    if not r.scard(k.persisted) and not database.path(db).exists():
+    if not stages.count(r, k.persisted) and not database.path(db).exists():
         return []
     return database.rows(db, k.day)
 
@@ -88,7 +88,7 @@ def outcome(r: redis.Redis, day: str | None = None, db: str | None = None,
         api_seed, api_glitch_rate = answer_key_config(settings)
         seed = api_seed if seed is None else seed
         glitch_rate = api_glitch_rate if glitch_rate is None else glitch_rate
-    ids = sorted(r.smembers(k.stations))
+    ids = stages.members(r, k.stations)
     stored = {row["station"]: row for row in persisted_rows(r, k.day, db)}
     fetch_failed = set(r.hkeys(k.fetch_errors))
     counts = {"stations": len(ids), "done": 0, "failed": 0, "missing": 0, "wrong": 0}

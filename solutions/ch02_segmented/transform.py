@@ -11,7 +11,7 @@ import json
 from ch01_periodic.summary import summarise
 from workshop import progress
 
-from . import keys
+from . import keys, stages
 from .app import app
 from .batches import fan_out
 from workshop.celery_app import redis_client
@@ -23,28 +23,25 @@ BATCH = 50   # no API here: batches only bound a task's size
 def run_segment(day: str | None = None) -> dict:
     """Entry task: one transform_batch per batch of fetched stations; {stations, batches}."""
     r, k = redis_client(), keys.for_day(day)
-    return fan_out(r, k.progress("transform"), transform_batch, list(r.smembers(k.fetched)), BATCH, k.day)
+    return fan_out(r, k.progress("transform"), transform_batch, stages.members(r, k.fetched), BATCH, k.day)
 
 
 @app.task
 def transform_batch(batch: list[str], day: str) -> dict:
     """Summarise one batch and move it fetched -> transformed."""
     r, k = redis_client(), keys.Keys(day)
-    done = refetch = 0
     raws = r.mget([k.raw(station) for station in batch])
-    # >>> exercise 2.2: in ONE MULTI pipeline, per station: no raw (expired)? SMOVE k.fetched -> k.pending, refetch += 1; else HSET k.summaries station json.dumps(summarise(...)), SMOVE k.fetched -> k.transformed, done += 1
+    summarised = [station for station, raw in zip(batch, raws) if raw is not None]
+    expired = [station for station, raw in zip(batch, raws) if raw is None]
+    # >>> exercise 2.2: in ONE MULTI pipeline: HSET k.summaries station json.dumps(summarise(...)) per summarised station, then stages.move the summarised k.fetched -> k.transformed and the expired k.fetched -> k.pending
     with r.pipeline() as p:   # MULTI/EXEC: summaries written and ids moved together
         for station, raw in zip(batch, raws):
-            if raw is None:
-                # Its readings expired before transform ran: fetch it again rather than lose it.
-                p.smove(k.fetched, k.pending, station)
-                refetch += 1
-                continue
-            summary = summarise(station, day, json.loads(raw))
-            p.hset(k.summaries, station, json.dumps(summary))
-            p.smove(k.fetched, k.transformed, station)
-            done += 1
+            if raw is not None:
+                p.hset(k.summaries, station, json.dumps(summarise(station, day, json.loads(raw))))
+        stages.move(p, k.fetched, k.transformed, summarised)
+        # Readings expired before transform ran: fetch those again rather than lose them.
+        stages.move(p, k.fetched, k.pending, expired)
         p.execute()
     # <<<
-    progress.advance(r, k.progress("transform"), done=done, failed=refetch)
-    return {"day": day, "done": done, "failed": refetch}
+    progress.advance(r, k.progress("transform"), done=len(summarised), failed=len(expired))
+    return {"day": day, "done": len(summarised), "failed": len(expired)}
