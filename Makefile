@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 
-.PHONY: venv demo test lab check-env exercises check-exercises bench-api bench-loop bench-limits up
+.PHONY: venv demo test lab check-env exercises check-exercises bench-api bench-loop bench-limits bench-scale up
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench-loop: venv      ## chapter 1's periodic pipeline vs chapter 3's loop, same
 
 bench-limits: venv    ## chapter 4's global limiter vs Celery's per-worker rate_limit (and chapter 1), two workers
 	PYTHONPATH=solutions $(BIN)/python -m ch04_rate_limits.bench $(BENCH_ARGS)
+
+bench-scale: venv     ## chapter 4's loop unthrottled at 1k, 10k, 100k stations: cost per batch, beside Celery's raw ceiling
+	PYTHONPATH=solutions $(BIN)/python -m ch04_rate_limits.bench_scale $(BENCH_ARGS)
 
 up:                   ## redis, API, worker, beat, flower, jupyter in containers
 	docker-compose up

@@ -174,8 +174,23 @@ def parse_value(name: str, raw: str):
         ) from None
 
 
+_VARIABLES = tuple(f.name.upper() for f in fields(Settings))
+_LOADED: dict[tuple, Settings] = {}   # the environment's raw values -> their Settings (frozen: shareable)
+
+
 def load(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
-    """Read the settings from `environ` (default: os.environ); keyword overrides win, unparsed."""
+    """Read the settings from `environ` (default: os.environ); keyword overrides win, unparsed.
+
+    Read at call time, so a changed variable takes effect at once; parsed once per set of
+    values (a loop turn asks several times, and parsing is most of what a turn costs in Python).
+    """
+    if environ is None and not overrides:
+        raw = tuple(map(os.environ.get, _VARIABLES))
+        if raw not in _LOADED:
+            if len(_LOADED) > 64:   # a test that sets many variables one after the other: keep it small
+                _LOADED.clear()
+            _LOADED[raw] = load(os.environ)
+        return _LOADED[raw]
     environ = os.environ if environ is None else environ
     values = {}
     for f in fields(Settings):

@@ -48,7 +48,9 @@ def move(client, source: str, destination: str, ids: Iterable[str]):
     ids = list(ids)
     if not ids:
         return 0
-    return client.register_script(_MOVE)(keys=[source, destination], args=ids, client=client)
+    # EVAL, not a registered script: in a pipeline, redis-py checks a registered one exists first (SCRIPT
+    # EXISTS, a round trip of its own); Redis caches an EVAL's script, only its short text travels.
+    return client.eval(_MOVE, 2, source, destination, *ids)
 
 
 def first(r: redis.Redis, key: str, size: int) -> list[str]:

@@ -65,6 +65,7 @@ POISON_AFTER = 2    # failures of a batch of one station before it is set aside
 LOCK_TTL_ENV = "CH03_LOCK_TTL"
 DEFAULT_LOCK_TTL = 15.0   # seconds; must outlast the longest batch (API timeout + time in the queue)
 FAILURE_PAUSE = 0.25      # seconds before the batch after a failed one (chapter 4: backoff, Retry-After)
+REPORT_EVERY = 0.25       # seconds: a process writes the progress counters at most this often (and at the end)
 
 
 def lock_ttl() -> float:
@@ -146,6 +147,7 @@ class Loop:
     def __init__(self, name: str, segments: tuple[Segment, ...] | list[Segment],
                  failure_pause: float = FAILURE_PAUSE):
         self.name, self.segments, self.failure_pause = name, tuple(segments), failure_pause
+        self._reported: dict[str, float] = {}   # day -> when this process last wrote its progress
 
     # ---------------------------------------------------------------- where things are
 
@@ -294,7 +296,8 @@ class Loop:
         this chain ends here, so there is never a second one.
         """
         k = self.keys(day)
-        self.report(r, k)
+        if self.report_due(k.day):
+            self.report(r, k)
         following = turn.next()
         # >>> exercise 3.1: lock.refresh(r, k.lock, k.turns, owner, turn.chain, turn.number, following.task_id, self.ttl_ms()) False? return "lost"; then loop: stop switch set? ended = self.end(r, k, owner, "stop"); else step = self.next_step(r, k.day): a step? self.send(step, k.day, owner, following, countdown) and return step.segment.name; None? ended = self.end(r, k, owner, "finish"); return `ended` unless it is "again" (a kick came: look again)
         if not lock.refresh(r, k.lock, k.turns, owner, turn.chain, turn.number, following.task_id, self.ttl_ms()):
@@ -335,6 +338,7 @@ class Loop:
         ended = r.register_script(_END)(keys=[k.lock, k.kicked, k.finished], args=[owner, time.time(), why])
         if ended == "finished":
             self.unwatch(r, k.day)
+        if ended in ("finished", "stopped"):
             self.report(r, k)
         return ended
 
@@ -344,6 +348,15 @@ class Loop:
         r.srem(self.watched, day)
         if r.exists(self.keys(day).lock):
             r.sadd(self.watched, day)
+
+    def report_due(self, day: str) -> bool:
+        """Whether this turn writes the progress counters: at most every REPORT_EVERY s per process, as
+        progress bars read them (two round trips a turn would be a fifth of what a turn costs Redis)."""
+        now = time.monotonic()
+        if now - self._reported.get(day, -REPORT_EVERY) < REPORT_EVERY:
+            return False
+        self._reported[day] = now
+        return True
 
     def report(self, r: redis.Redis, k: keys.LoopKeys) -> None:
         """Progress counters per segment: the stations past it, out of every discovered station."""

@@ -132,10 +132,10 @@ class LeasedLoop(Loop):
     def next_step(self, r: redis.Redis, day) -> Step | None:
         """Chapter 3's next step, but never past fetch while a lease is in flight: wait for it instead."""
         k = for_day(day)
-        leases.reap(r, k)
         step = super().next_step(r, k.day)
         if (step is None or step.segment is not self.fetch) and r.zcard(k.in_flight):
-            return Step(self.waiting, [])
+            # An expired lease (its worker died) is work again; any other is in flight: wait for it.
+            return super().next_step(r, k.day) if leases.reap(r, k) else Step(self.waiting, [])
         return step
 
     def send(self, step: Step, day: str, owner: str, turn: Turn, countdown: float = 0.0) -> None:
