@@ -9,6 +9,7 @@ killed mid-batch, and a 429 storm.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -112,8 +113,29 @@ def test_resetting_a_day_leaves_the_apis_limit_to_the_other_days_loops(redis):
         limiter.GlobalLimiter(redis).check()
 
 
-CALLER = """
-import json, sys, time, threading
+def ask_until(gate, end, grants, lock):
+    """One caller: asks as acquire() does, as fast as the limiter lets it, never past `end` (local clock);
+    each grant stamped on Redis's clock (TIME, right after the check that took it).
+
+    It asks again 2 ms before the slot it was told of, then at once: sleeping the rounded-up wait would
+    arrive up to 1 ms late, and at burst 1 a late ask loses that time for good (a full bucket keeps no
+    credit). Runs in this process's threads, and, as source, in CALLER's.
+    """
+    import time
+    while time.time() < end:
+        wait = gate.check() / 1000
+        if wait == 0:
+            seconds, micros = gate.r.time()
+            with lock:
+                grants.append(seconds + micros / 1e6)
+        elif time.time() + wait < end:
+            time.sleep(max(0.0, wait - 0.002))
+        else:
+            break
+
+
+CALLER = inspect.getsource(ask_until) + """
+import json, sys, threading
 import redis
 from ch04_rate_limits.limiter import GlobalLimiter
 url, barrier, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -124,70 +146,63 @@ for gate in gates:
 r = redis.Redis.from_url(url, decode_responses=True)
 r.incr(barrier + ":ready")
 end = float(r.blpop([barrier + ":go"], timeout=120)[1])   # the window's end, pushed when everyone is ready
-def call(gate):
-    while time.time() < end:
-        wait = gate.check() / 1000
-        if wait == 0:
-            with lock:
-                grants.append(time.time())
-        elif time.time() + wait < end:
-            time.sleep(wait)
-        else:
-            break
-workers = [threading.Thread(target=call, args=(gate,)) for gate in gates]
+workers = [threading.Thread(target=ask_until, args=(gate, end, grants, lock)) for gate in gates]
 [w.start() for w in workers]
 [w.join() for w in workers]
 print(json.dumps(grants))
 """
 
 
+def race(redis, redis_server, barrier: str, seconds: float, before_go=lambda: None,
+         processes: int = 2, threads: int = 3) -> list[list[float]]:
+    """`processes` CALLER processes and this one, `threads` callers each, all asking for `seconds` from
+    the go (given right after `before_go()`): the grants' times on Redis's clock, this process's first."""
+    env = dict(os.environ, PYTHONPATH=target.pythonpath())
+    callers = [subprocess.Popen([sys.executable, "-c", CALLER, redis_server.url, barrier, str(threads)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+               for _ in range(processes)]
+    try:
+        # A barrier in Redis, not a guess at how long the processes take to start: the window opens once
+        # all have imported, connected and said so.
+        deadline = time.monotonic() + 120
+        while int(redis.get(f"{barrier}:ready") or 0) < len(callers):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in callers), \
+                f"the caller processes did not get ready: {[p.poll() for p in callers]}"
+            time.sleep(0.05)
+        gates = [limiter.GlobalLimiter(redis_server.client()) for _ in range(threads)]
+        for gate in gates:
+            gate.r.ping()
+        grants: list[float] = []
+        lock = threading.Lock()
+        before_go()
+        end = time.time() + seconds
+        redis.rpush(f"{barrier}:go", *[end] * len(callers))
+        here = [threading.Thread(target=ask_until, args=(gate, end, grants, lock)) for gate in gates]
+        for thread in here:
+            thread.start()
+        for thread in here:
+            thread.join()
+        per_process = []
+        for process in callers:
+            out, err = process.communicate(timeout=60)
+            assert process.returncode == 0, err
+            per_process.append(json.loads(out))
+        return [grants, *per_process]
+    finally:
+        for process in callers:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 def test_many_callers_in_threads_and_processes_get_no_more_than_the_limit_and_not_far_less(redis, redis_server):
     """Two processes and this one, three threads each, all asking as fast as the limiter lets them, for 3 s."""
     rate, burst, seconds = 20.0, 5, 3.0
     limiter.configure(redis, limiter.Limit(rate, burst), jitter=0)
-    barrier = "test:ch04:callers"
-    env = dict(os.environ, PYTHONPATH=target.pythonpath())
-    processes = [subprocess.Popen([sys.executable, "-c", CALLER, redis_server.url, barrier, "3"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-                 for _ in range(2)]
-    # A barrier in Redis, not a guess at how long the processes take to start: the window opens once
-    # both have imported, connected and said so.
-    deadline = time.monotonic() + 120
-    while int(redis.get(f"{barrier}:ready") or 0) < len(processes):
-        assert time.monotonic() < deadline and all(p.poll() is None for p in processes), \
-            f"the caller processes did not get ready: {[p.poll() for p in processes]}"
-        time.sleep(0.05)
-    start = time.time()
-    end = start + seconds
-    redis.rpush(f"{barrier}:go", *[end] * len(processes))
-    grants: list[float] = []
-    lock = threading.Lock()
-
-    def call():
-        gate = limiter.GlobalLimiter(redis_server.client())
-        while time.time() < end:
-            wait = gate.check() / 1000      # as acquire() does, but never past the end of the window
-            if wait == 0:
-                with lock:
-                    grants.append(time.time())
-            elif time.time() + wait < end:
-                time.sleep(wait)
-            else:
-                break
-
-    threads = [threading.Thread(target=call) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    per_process = []
-    for process in processes:
-        out, err = process.communicate(timeout=60)
-        assert process.returncode == 0, err
-        per_process.append(json.loads(out))
+    grants, *per_process = race(redis, redis_server, "test:ch04:callers", seconds)
     everyone = sorted(grants + [t for p in per_process for t in p])
 
-    # Every grant was asked for within [start, end]: the limit allows a burst plus the rate over that.
+    # Every grant was asked for within the window: the limit allows a burst plus the rate over that.
     allowed = burst + rate * seconds
     print(f"\n{len(everyone)} grants in {seconds:g} s (allowed {allowed:g}): this process {len(grants)}, "
           f"the others {[len(p) for p in per_process]}")
@@ -198,6 +213,40 @@ def test_many_callers_in_threads_and_processes_get_no_more_than_the_limit_and_no
     for i, t in enumerate(everyone):
         in_a_second = sum(1 for u in everyone[i:] if u < t + 1.0)
         assert in_a_second <= burst + rate + 2, f"{in_a_second} grants within one second from {t}"
+
+
+# At burst 1 a late ask loses its lateness for good, and these callers are each ~0.2 ms late (Python, a
+# round trip; more on a busy machine): over 0.25 s, 12 slots, that stays well under one interval (20 ms).
+# A bucket of 5 or more absorbs it: there the last grant's lateness is all that counts.
+@pytest.mark.parametrize("burst, seconds", [(1, 0.25), (5, 2.0), (50, 2.0)])
+def test_at_50_per_s_and_burst_1_5_or_50_several_processes_are_granted_within_1_of_the_ideal_on_redis_clock(
+        burst, seconds, redis, redis_server):
+    """Two processes and this one, three callers each, for `seconds`: count against burst + rate x window.
+
+    GCRA's exact count: from the first grant at t0 (the bucket full), the k-th grant after it (k from 0)
+    is due at t0 + (k - burst + 1) / rate, the first `burst` at once. So n grants by the last one, at t1,
+    are never more than burst + rate x (t1 - t0); and callers that keep asking take every slot as it
+    opens, the last one within an interval of its slot, so n is more than that less 1. The window is
+    anchored on grants, on Redis's clock: t0 is the script's own time of the first grant (this process
+    takes it before the others start: its TAT less one interval), t1 the TIME right after the last one.
+    """
+    rate = 50.0
+    assert limiter.configure(redis, limiter.Limit(rate, burst), jitter=0) == (rate, burst), "the exact limit"
+    first = {}
+
+    def take_the_first():
+        assert limiter.GlobalLimiter(redis).check() == 0
+        first["t0"] = float(redis.get(keys.ApiKeys().state)) / 1000 - 1 / rate
+
+    grants = race(redis, redis_server, f"test:ch04:window:{burst}", seconds, before_go=take_the_first)
+    everyone = sorted(t for g in grants for t in g)
+    t0, t1, granted = first["t0"], everyone[-1], 1 + len(everyone)
+    ideal = burst + rate * (t1 - t0)
+    print(f"\nburst {burst}: {granted} grants in {t1 - t0:.4f} s of Redis's clock, ideal {ideal:.3f}; "
+          f"per process {[len(g) for g in grants]}")
+    assert all(grants[1:]) and t1 - t0 > seconds - 0.1, "every process asked, over the whole window"
+    assert granted <= ideal + 0.01, "never more than the ideal (t0 is kept to the microsecond)"
+    assert granted > ideal - 1, "and within 1 of it"
 
 
 # ---------------------------------------------------------------- Retry-After and the pause

@@ -7,15 +7,31 @@ calls; they do not change them.
 """
 from __future__ import annotations
 
+import os
+import threading
+
 import requests
 
 from workshop import settings as settings_mod
 
+_local = threading.local()
+
+
+def session() -> requests.Session:
+    """This thread's keep-alive session: one TCP connection reused, not one opened per request.
+
+    Per thread (a Session is not thread-safe) and per process: a pool process forked
+    from a parent that had one makes its own, as sockets do not survive a fork.
+    """
+    if getattr(_local, "pid", None) != os.getpid():
+        _local.session, _local.pid = requests.Session(), os.getpid()
+    return _local.session
+
 
 def _get(path: str, params: dict, settings: settings_mod.Settings | None = None) -> requests.Response:
     s = settings or settings_mod.load()
-    response = requests.get(f"{s.effective_api_url}{path}", params=params,
-                            headers={"X-API-Key": s.api_key}, timeout=s.request_timeout)
+    response = session().get(f"{s.effective_api_url}{path}", params=params,
+                             headers={"X-API-Key": s.api_key}, timeout=s.request_timeout)
     response.raise_for_status()
     return response
 

@@ -19,16 +19,33 @@ Each is measured from the outside (chapter 1's `measure`, through chapter 3's
 benchmark table): the API's own counts, and the stored results against the
 answer key. Wall time runs from the first API request until the pipeline is
 over. Not a test: it prints figures.
+
+    PYTHONPATH=solutions python -m ch04_rate_limits.bench --shapes [--seconds 6] [--max-batch 5]
+    make bench-limits BENCH_ARGS=--shapes
+
+`--shapes` runs the two loops (not chapter 1) at every shape: rate 2, 10, 50
+and 100/s x burst 5, 10, 50 x 2 and 4 worker processes, plus 1/s burst 1, and
+prints one table: utilisation and 429s of each, then a verdict per shape for
+the global limiter (utilisation at least 97 % with no 429; at 1/s burst 1, no
+429). Each day holds the burst plus `--seconds` worth of requests at the rate
+(a smaller day at 1/s), full batches of `--max-batch` stations. One fake API
+and one set of workers per worker count serve every shape: the limit reaches
+the workers through Redis (`limiter.configure`, at each kick) and Celery's
+`rate_limit` by a broadcast, so only the API's limit changes between shapes.
+`--stations`, `--rate`, `--burst` do not apply there. Exits 1 when the global
+limiter misses a target.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from ch01_periodic import pipeline as periodic, runs
 from ch01_periodic.app import app as periodic_app, beat_schedule as periodic_schedule
@@ -41,29 +58,44 @@ from workshop.celery_app import use_redis
 from workshop.redis_provider import provide_redis
 from workshop.workers import EmbeddedBeat, WorkerProcesses
 
-from . import pipeline
+from . import limiter, pipeline
+from .app import app as ch04_app
+from .loop import WINDOW_ENV
 
 WORKERS = 2
 
 
-def workers(app_module: str, log_dir: str) -> WorkerProcesses:
-    return WorkerProcesses(app_module, WORKERS, pool="prefork", concurrency=1, loglevel="WARNING", log_dir=log_dir)
+def workers(app_module: str, log_dir: str, count: int = WORKERS) -> WorkerProcesses:
+    return WorkerProcesses(app_module, count, pool="prefork", concurrency=1, loglevel="WARNING", log_dir=log_dir)
 
 
 def run_loop(r, api: ApiServer, settings: settings_mod.Settings, ids: list[str], timeout: float,
              loop_name: str, log_dir: str) -> dict:
+    with workers("ch04_rate_limits.app", log_dir):
+        return loop_day(r, api, settings, ids, timeout, loop_name)
+
+
+def loop_day(r, api: ApiServer, settings: settings_mod.Settings, ids: list[str], timeout: float,
+             loop_name: str, api_limit: dict | None = None) -> dict:
+    """One day of a loop on chapter 4's workers, already running: its figures, and when the API saw
+    its first and last request. `api_limit` ({rate, burst}): the API's limit for the day, not for discovery."""
     loop, day = pipeline.LOOPS[loop_name], settings.day.isoformat()
     pipeline.reset(r, day)
     pipeline.reset_limits(r)                          # the bench alone calls this API: a fresh limiter
-    with tempfile.TemporaryDirectory(prefix="ch04-bench-") as folder, workers("ch04_rate_limits.app", log_dir):
+    with tempfile.TemporaryDirectory(prefix="ch04-bench-") as folder:
+        if api_limit:                                 # the listing's pages (1000 stations each) in one burst
+            api.reset(burst=max(api_limit["burst"], 10))
         ch03_pipeline.discover(day, len(ids))
-        api.reset()                                   # zero the counts, full bucket: the run starts now
+        api.reset(**(api_limit or {}))                # zero the counts, full bucket: the run starts now
         db = str(Path(folder) / "summaries.sqlite3")
         pipeline.kick(r, day, db=db, loop=loop)
         over = loop.wait(r, day, timeout)
         finished = time.time()
         summaries = {row["station"]: row for row in database.rows(db, day)}
-    return figures(api.stats(), summaries, ids, day, finished, over)
+        stats = api.stats()
+    return {**figures(stats, summaries, ids, day, finished, over), "enforced": limiter.current(r),
+            "first_request_at": stats["first_request_at"], "last_request_at": stats["last_request_at"],
+            "finished_at": finished}
 
 
 def run_periodic(r, api: ApiServer, settings: settings_mod.Settings, ids: list[str], timeout: float,
@@ -80,6 +112,129 @@ def run_periodic(r, api: ApiServer, settings: settings_mod.Settings, ids: list[s
     return figures(api.stats(), periodic.summaries(r, day), ids, day, finished, over)
 
 
+# ---------------------------------------------------------------- --shapes
+
+SHAPE_RATES = (2.0, 10.0, 50.0, 100.0)
+SHAPE_BURSTS = (5, 10, 50)
+SHAPE_WORKERS = (2, 4)
+SLOW_SHAPE = (1.0, 1)      # a burst too small to trim: the margin is taken in time
+SLOW_SECONDS = 5.0         # its day: 1 + 5 requests
+TARGET = 0.97              # utilisation the global limiter must reach, with no 429
+SHAPE_LOOPS = {"global limiter": "global", "Celery rate_limit": "per-worker"}
+
+
+class Shape(NamedTuple):
+    rate: float
+    burst: int
+    workers: int
+
+    @property
+    def slow(self) -> bool:
+        return (self.rate, self.burst) == SLOW_SHAPE
+
+    def requests(self, seconds: float) -> int:
+        """A day's requests: the burst, then `seconds` worth at the rate (SLOW_SECONDS at 1/s burst 1)."""
+        return self.burst + math.ceil(self.rate * (SLOW_SECONDS if self.slow else seconds))
+
+
+def shapes() -> list[Shape]:
+    return [Shape(*SLOW_SHAPE, workers=n) for n in SHAPE_WORKERS[:1]] + \
+        [Shape(rate, burst, n) for n in SHAPE_WORKERS for rate in SHAPE_RATES for burst in SHAPE_BURSTS]
+
+
+def verdict(shape: Shape, f: dict) -> tuple[bool, str]:
+    """Whether the global limiter met its target at `shape`, and a line that says why, with where the time went."""
+    util_ok = shape.slow or f["utilisation"] >= TARGET
+    ok = util_ok and f["429s"] == 0 and f["over"] and f["done"] == f["stations"]
+    target = "no 429" if shape.slow else f"at least {TARGET:.0%} with no 429"
+    line = (f"rate {shape.rate:g}/s burst {shape.burst}, {shape.workers} workers: global limiter utilisation "
+            f"{f['utilisation']:.1%}, {f['429s']} 429s -> {'meets' if ok else 'MISSES'} the target ({target})")
+    if not (f["over"] and f["done"] == f["stations"]):
+        line += f"; day {'over' if f['over'] else 'timed out'} with {f['done']} of {f['stations']} stations done"
+    if f["first_request_at"]:
+        # The fastest the API itself lets n requests go, from a full bucket: (n - burst) / rate after the
+        # first; what our limit (burst less its cushion, or a longer interval) allows: (n - burst') / rate'.
+        n, enforced = f["accepted"], f["enforced"]
+        span = f["last_request_at"] - f["first_request_at"]
+        to_last = f" ({n / span / shape.rate:.1%} up to the last request)" if span > 0 else ""
+        best, ours = max(0, n - shape.burst) / shape.rate, max(0, n - enforced["burst"]) / enforced["rate"]
+        line += (f" | {n} requests, first to last {span:.2f} s{to_last}: the API allows {best:.2f} s, our limit "
+                 f"{ours:.2f} s; last request to day over {f['finished_at'] - f['last_request_at']:.2f} s")
+    return ok, line
+
+
+def shapes_table(rows: list[tuple[Shape, dict[str, dict]]]) -> str:
+    lines = [("rate/s", "burst", "workers", "stations",
+              *[f"{name} {column}" for name in SHAPE_LOOPS for column in ("util", "429s")])]
+    for shape, results in rows:
+        cells = []
+        for name in SHAPE_LOOPS:
+            f = results[name]
+            cells += [f"{f['utilisation']:.1%}" + ("" if f["over"] else " (timed out)"), str(f["429s"])]
+        stations = next(iter(results.values()))["stations"]
+        lines.append((f"{shape.rate:g}", str(shape.burst), str(shape.workers), str(stations), *cells))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines)
+
+
+def run_shapes(settings: settings_mod.Settings, seconds: float, max_batch: int, timeout: float,
+               only: list[Shape] | None = None) -> int:
+    """Both loops at every shape, workers started once per worker count; prints the table and verdicts."""
+    todo = only or shapes()
+    most = max(shape.requests(seconds) for shape in todo) * max_batch
+    try:
+        config = ApiConfig.from_settings(settings).changed({
+            "stations": max(most, settings.api_stations), "rate": todo[0].rate, "burst": todo[0].burst,
+            "max_batch": max_batch, "error_rate": 0.0, "slow_rate": 0.0, "malformed_rate": 0.0})
+    except ValueError as why:
+        raise SystemExit(f"python -m ch04_rate_limits.bench: error: {why}") from None
+    logs = tempfile.mkdtemp(prefix="ch04-bench-logs-")
+    rows: list[tuple[Shape, dict[str, dict]]] = []
+    started = time.monotonic()
+    # One API for every shape: the workers read its URL from their environment when they start.
+    with provide_redis(settings) as provided, ApiServer(config, host="127.0.0.1", port=0) as api:
+        use_redis(provided.url)
+        r = provided.client()
+        os.environ.update(API_URL=api.url, API_KEY=config.key, API_MAX_BATCH=str(max_batch))
+        print(f"Stations API: no faults, max batch {max_batch}; {len(todo)} shapes, each day the burst plus "
+              f"{seconds:g} s of requests at the rate ({SLOW_SECONDS:g} s at {SLOW_SHAPE[0]:g}/s burst "
+              f"{SLOW_SHAPE[1]}), full batches; day {settings.day}; worker logs in {logs}", flush=True)
+        for count in dict.fromkeys(shape.workers for shape in todo):
+            os.environ[WINDOW_ENV] = str(count)   # a batch in flight per worker process (read at each kick)
+            group = workers("ch04_rate_limits.app", logs, count).start()
+            try:
+                for shape in (s for s in todo if s.workers == count):
+                    # The limit every kick publishes (read here, in the kick): the workers get it through Redis.
+                    os.environ.update(API_RATE=f"{shape.rate:g}", API_BURST=str(shape.burst))
+                    ids = answer_key.station_ids(shape.requests(seconds) * max_batch)
+                    results = {}
+                    for name, loop_name in SHAPE_LOOPS.items():
+                        print(f"rate {shape.rate:g}/s burst {shape.burst}, {count} workers, {len(ids)} stations: "
+                              f"{name} ...", flush=True)
+                        results[name] = loop_day(r, api, settings_mod.load(), ids, timeout, loop_name,
+                                                 {"rate": shape.rate, "burst": shape.burst})
+                        if not results[name]["over"]:   # its tasks may still run: fresh workers, empty queue
+                            pipeline.LOOPS[loop_name].stop(r, settings.day.isoformat(), "timed out in the bench")
+                            group.stop()
+                            ch04_app.control.purge()
+                            group = workers("ch04_rate_limits.app", logs, count).start()
+                    rows.append((shape, results))
+            finally:
+                group.stop()
+    print()
+    print(shapes_table(rows))
+    print(f"\nutilisation: accepted requests per second from the first request until the day is over, divided "
+          f"by the API's rate; a day starts with the API's burst, so it can pass 100% where the burst is large "
+          f"against the rate. Workers: prefork, one pool process each, as many batches in flight.")
+    missed = 0
+    for shape, results in rows:
+        ok, line = verdict(shape, results["global limiter"])
+        missed += not ok
+        print(line)
+    print(f"\n{len(rows) - missed} of {len(rows)} shapes meet the target; {time.monotonic() - started:.0f} s in all")
+    return 1 if missed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = settings_mod.load()
     parser = argparse.ArgumentParser(prog="python -m ch04_rate_limits.bench", description=__doc__.split("\n")[0])
@@ -89,7 +244,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=5, help="the API's maximum batch (default 5)")
     parser.add_argument("--timeout", type=float, default=120.0, help="most seconds each pipeline may take (default 120)")
     parser.add_argument("--skip-periodic", action="store_true", help="leave chapter 1's pipeline out")
+    parser.add_argument("--shapes", action="store_true",
+                        help="both loops at every rate, burst and worker count, in one table (see above)")
+    parser.add_argument("--seconds", type=float, default=6.0,
+                        help="with --shapes: seconds of requests at the rate in each day, after the burst (default 6)")
     args = parser.parse_args(argv)
+    if args.shapes:
+        if not args.seconds > 0:
+            parser.error("--seconds must be above 0")
+        return run_shapes(settings, args.seconds, args.max_batch, args.timeout)
     if args.stations < 1:
         parser.error("--stations must be at least 1")
     try:

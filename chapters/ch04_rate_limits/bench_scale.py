@@ -81,15 +81,17 @@ def raw_ceiling(r, tasks_per_chain: int, timeout: float) -> float:
     started = time.time()
     for _ in range(WORKERS):
         noop.apply_async((tasks_per_chain,), headers={"bench": "raw"})
-    ends = r.blpop([RAW_DONE], timeout), r.blpop([RAW_DONE], timeout)
-    if not all(ends):
-        raise SystemExit(f"the raw no-op chains did not end within {timeout:g} s")
-    return WORKERS * tasks_per_chain / (max(float(end[1]) for end in ends) - started)
+    deadline = time.monotonic() + timeout
+    while r.llen(RAW_DONE) < WORKERS:   # polled: a blocking pop would outlast the client's socket timeout
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the raw no-op chains did not end within {timeout:g} s")
+        time.sleep(0.05)
+    return WORKERS * tasks_per_chain / (max(map(float, r.lrange(RAW_DONE, 0, -1))) - started)
 
 
 # ---------------------------------------------------------------- the loop at one size
 
-def run_size(r, api: ApiServer, stations: int, timeout: float) -> dict:
+def run_size(r, api: ApiServer, stations: int, batch: int, timeout: float) -> dict:
     """A fresh day of the API's first `stations`, the loop until it ends: its figures."""
     day = settings_mod.load().day.isoformat()
     ids = answer_key.station_ids(stations)
@@ -107,20 +109,20 @@ def run_size(r, api: ApiServer, stations: int, timeout: float) -> dict:
         turns = sum(pipeline.LOOP.status(r, day)["chains"].values())
         summaries = {row["station"]: row for row in segment_pipeline.persisted_rows(r, day, db)}
         row = figures(api.stats(), summaries, ids, day, finished, over)
-    batches = math.ceil(stations / BATCH)
+    batches = math.ceil(stations / batch)
     return {**row, "turns": turns, "ms/batch": 1000 * row["seconds"] / batches,
             "turns/s": turns / row["seconds"] if row["seconds"] else 0.0, "commandstats": commands}
 
 
-def api_capacity(stations: int, seconds: float = 3.0, clients: int = 4) -> float:
-    """The fake API's readings per second at batches of BATCH, in its own process (workshop bench-api)."""
-    process, url = api_bench.start_server(stations, max_batch=BATCH)
+def api_capacity(stations: int, batch: int, seconds: float = 3.0, clients: int = 4) -> float:
+    """The fake API's readings per second at batches of `batch`, in its own process (workshop bench-api)."""
+    process, url = api_bench.start_server(stations, max_batch=batch)
     try:
         phase = api_bench.run_phase(url, "/readings", clients=clients, seconds=seconds, max_requests=100_000,
-                                    batch=BATCH, stations_count=stations)
+                                    batch=batch, stations_count=stations)
     finally:
         api_bench.stop_server(process)
-    return phase.rate * BATCH
+    return phase.rate * batch
 
 
 # ---------------------------------------------------------------- printing
@@ -156,23 +158,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ch04_rate_limits.bench_scale", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="stations per day, comma-separated")
     parser.add_argument("--raw-tasks", type=int, default=2000, help="no-op tasks per raw chain (default 2000)")
+    parser.add_argument("--batch", type=int, default=BATCH, help=f"stations per API request (default {BATCH})")
     parser.add_argument("--timeout", type=float, default=300.0, help="most seconds one size may take")
     args = parser.parse_args(argv)
     try:
         sizes = sorted({int(size) for size in args.sizes.split(",")})
     except ValueError:
         parser.error(f"--sizes {args.sizes!r}: give whole numbers separated by commas, e.g. 1000,10000")
-    if not sizes or sizes[0] < BATCH:
-        parser.error(f"--sizes: each size must be at least one batch ({BATCH} stations)")
+    if not 1 <= args.batch <= 1000:
+        parser.error("--batch must be from 1 to 1000 stations")
+    if not sizes or sizes[0] < args.batch:
+        parser.error(f"--sizes: each size must be at least one batch ({args.batch} stations)")
     settings = settings_mod.load()
     config = ApiConfig.from_settings(settings).changed({
-        "rate": UNTHROTTLED.rate, "burst": UNTHROTTLED.burst, "max_batch": BATCH,
+        "rate": UNTHROTTLED.rate, "burst": UNTHROTTLED.burst, "max_batch": args.batch,
         "error_rate": 0.0, "slow_rate": 0.0, "malformed_rate": 0.0})
-    # What the workers read at start: batches of BATCH, the unthrottled limit.
-    os.environ.update(API_RATE=f"{config.rate:g}", API_BURST=str(config.burst), API_MAX_BATCH=str(BATCH))
+    # What the workers read at start: the batch size, the unthrottled limit.
+    os.environ.update(API_RATE=f"{config.rate:g}", API_BURST=str(config.burst), API_MAX_BATCH=str(args.batch))
     logs = tempfile.mkdtemp(prefix="ch04-scale-logs-")
     print(f"{WORKERS} worker processes (prefork, 1 pool process each), window {pipeline.LOOP.width()}, "
-          f"batches of {BATCH}, no API limit or faults; worker logs in {logs}", flush=True)
+          f"batches of {args.batch}, no API limit or faults; worker logs in {logs}", flush=True)
     results: dict[int, dict] = {}
     with provide_redis(settings) as provided, \
             ApiServer(config.changed({"stations": max(sizes)}), host="127.0.0.1", port=0) as api:
@@ -183,11 +188,11 @@ def main(argv: list[str] | None = None) -> int:
                              loglevel="WARNING", log_dir=logs):
             for stations in sizes:
                 print(f"loop, {stations:,} stations ...", flush=True)
-                results[stations] = run_size(r, api, stations, args.timeout)
+                results[stations] = run_size(r, api, stations, args.batch, args.timeout)
             print(f"raw no-op chains, {WORKERS} x {args.raw_tasks} ...", flush=True)
             raw = raw_ceiling(r, args.raw_tasks, args.timeout)
-    print("API capacity, batches of 50 ...", flush=True)
-    capacity = api_capacity(max(sizes))
+    print(f"API capacity, batches of {args.batch} ...", flush=True)
+    capacity = api_capacity(max(sizes), args.batch)
     print()
     print(size_table(results))
     first, last = results[sizes[0]], results[sizes[-1]]
