@@ -665,6 +665,24 @@ def test_the_reaper_brings_back_only_expired_leases_once_even_with_reapers_racin
     assert redis.hgetall(k.holders) == dict.fromkeys(long, "long:0"), "a reaped lease has no holder any more"
 
 
+def test_a_lease_brings_back_expired_leases_first_and_reaps_only_when_one_has_expired(redis, monkeypatch):
+    k = keys.for_day(DAY)
+    ids = [f"WX{i:05d}" for i in range(10)]
+    stages.add(redis, k.pending, ids)
+    reaped: list[list[str]] = []
+    reap = leases.reap
+    monkeypatch.setattr(leases, "reap", lambda r, k: reaped.append(reap(r, k)) or reaped[-1])
+    dead = leases.lease(redis, k, 2, 0.05, "dead:0")          # its worker dies: never settled
+    assert leases.lease(redis, k, 2, 30, "alive:0") == ids[2:4] and reaped == [], "nothing expired: no reaper"
+    time.sleep(0.1)
+    # The next lease finds the expired one in flight: the reaper runs first, so what came back goes first
+    # (a whole batch: no delivery of it started, so no attempt was counted and nothing is halved).
+    assert leases.lease(redis, k, 2, 30, "next:0") == dead
+    assert reaped == [dead], "reaped once, before the lease"
+    assert redis.hgetall(k.holders) == {**dict.fromkeys(ids[2:4], "alive:0"), **dict.fromkeys(dead, "next:0")}
+    assert leases.lease(redis, k, 2, 30, "after:0") == ids[4:6] and len(reaped) == 1
+
+
 # ---------------------------------------------------------------- crash-safe configuration
 
 def test_the_app_is_crash_safe_and_its_waits_stay_well_below_the_visibility_timeout(settings):

@@ -20,7 +20,13 @@ from .redis_provider import NoRedisError
 
 
 def _redis_url() -> str:
-    url = settings_mod.load().redis_url
+    # REDIS_URL alone, not every setting: the tasks ask for their client several times a turn.
+    return _checked_url(os.environ.get("REDIS_URL"))
+
+
+@functools.lru_cache(maxsize=8)
+def _checked_url(raw: str | None) -> str:
+    url = settings_mod.parse_value("redis_url", raw) if raw is not None else None
     if not url:
         raise NoRedisError(
             "No Redis for the pipeline: set REDIS_URL, or start from lab.setup() (notebooks) or the test "

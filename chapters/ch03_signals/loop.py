@@ -150,6 +150,7 @@ class Loop:
                  failure_pause: float = FAILURE_PAUSE):
         self.name, self.segments, self.failure_pause = name, tuple(segments), failure_pause
         self._reported: dict[str, float] = {}   # day -> when this process last wrote its progress
+        self._options: dict[tuple[str, str], dict] = {}   # (day, owner) -> the loop's options
 
     # ---------------------------------------------------------------- where things are
 
@@ -313,11 +314,20 @@ class Loop:
         r, k = redis_client(), self.keys(day)
         if countdown:
             lock.hold(r, k.lock, owner, int(countdown * 1000) + self.ttl_ms())
-        options = r.hgetall(k.options)
+        options = self.options(r, k, owner)
         kwargs = {name: options[name] for name in step.segment.options if name in options}
         step.segment.task.apply_async((step.batch, day), kwargs, countdown=countdown or None,
                                       task_id=turn.task_id or None,
                                       headers={NAME: self.name, DAY: day, OWNER: owner, **turn.headers()})
+
+    def options(self, r: redis.Redis, k: keys.LoopKeys, owner: str) -> dict:
+        """The options the loop was started with (db, ...). `begin` writes them before its owner's first
+        turn and nothing changes them after: read once per owner in each process, not on every send."""
+        if (k.day, owner) not in self._options:
+            if len(self._options) > 64:   # owners of days long over
+                self._options.clear()
+            self._options[k.day, owner] = r.hgetall(k.options)
+        return self._options[k.day, owner]
 
     def end(self, r: redis.Redis, k: keys.LoopKeys, owner: str, why: str) -> str:
         """End the loop ("finish": no work left; "stop": the stop switch): one script, see _END.

@@ -30,12 +30,17 @@ import redis
 from .keys import Keys
 
 # KEYS[1] pending, KEYS[2] in flight, KEYS[3] holders, KEYS[4] attempts; ARGV[1] how many, ARGV[2] lease in ms,
-# ARGV[3] token. The smallest ids first (pending is a stage: a sorted set, all scores 0, so BYLEX takes them in
-# O(log N + count)), so batches are the same from run to run (and so are the API's seeded faults); halved for each unsettled attempt of the first, so a batch that never settles is split until the
-# station at fault is alone.
+# ARGV[3] token, ARGV[4] "reaped" when the caller just ran the reaper. The smallest ids first (pending is a stage:
+# a sorted set, all scores 0, so BYLEX takes them in O(log N + count)), so batches are the same from run to run
+# (and so are the API's seeded faults); halved for each unsettled attempt of the first, so a batch that never
+# settles is split until the station at fault is alone. An expired lease in flight, and no reaper run yet:
+# nothing leased, false; the caller reaps and asks again, so what came back goes first.
 _LEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+if ARGV[4] ~= 'reaped' and redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1)[1] then
+  return false
+end
 local ids = redis.call('ZRANGE', KEYS[1], '-', '+', 'BYLEX', 'LIMIT', 0, tonumber(ARGV[1]))
 if ids[1] then   -- the smallest ids of a smaller count are the first of these: trim, no second read
   local count = math.max(1, math.floor(tonumber(ARGV[1]) / 2 ^ tonumber(redis.call('HGET', KEYS[4], ids[1]) or '0')))
@@ -127,9 +132,15 @@ def lease(r: redis.Redis, k: Keys, count: int, seconds: float, holder: str) -> l
     """Take up to `count` stations from pending and hold them in flight for `seconds`, for the token `holder`.
 
     Fewer when the first of them came back unsettled: `count` halved for each of its attempts.
+    Expired leases are brought back first (`reap`), only when there are some: one round trip a turn, not two.
     """
-    return r.register_script(_LEASE)(keys=[k.pending, k.in_flight, k.holders, k.attempts],
-                                     args=[count, _ms(seconds), holder])
+    script = r.register_script(_LEASE)
+    keys = [k.pending, k.in_flight, k.holders, k.attempts]
+    taken = script(keys=keys, args=[count, _ms(seconds), holder, ""])
+    if taken is None:
+        reap(r, k)
+        taken = script(keys=keys, args=[count, _ms(seconds), holder, "reaped"])
+    return taken
 
 
 def held(r: redis.Redis, k: Keys, stations: list[str], holder: str) -> list[str]:

@@ -126,10 +126,8 @@ class LeasedLoop(Loop):
     # ---------------------------------------------------------------- one turn
 
     def lease(self, r: redis.Redis, day: str, task_id: str) -> list[str]:
-        """Bring back expired leases, then lease the next batch (the smallest pending ids) for task `task_id`."""
-        k = for_day(day)
-        leases.reap(r, k)
-        return leases.lease(r, k, self.fetch.batch_size(), lease_seconds(), leases.token(task_id))
+        """Lease the next batch (the smallest pending ids, expired leases brought back first) for task `task_id`."""
+        return leases.lease(r, for_day(day), self.fetch.batch_size(), lease_seconds(), leases.token(task_id))
 
     def next_step(self, r: redis.Redis, day) -> Step | None:
         """Chapter 3's next step, but never past fetch while a lease is in flight: wait for it instead."""

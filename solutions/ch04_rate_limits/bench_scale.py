@@ -16,7 +16,9 @@ four clients: `workshop bench-api`'s measurement). Printed:
   lead's wait), ms per batch of 50 (wall time / fetch batches), and whether the
   day equals the answer key; then the ratio of ms per batch at the largest size
   to the smallest (target: at most 1.3, a linear cost);
-- loop turns/s / raw tasks/s, and loop stations/s / API stations/s;
+- loop turns/s / raw tasks/s, and loop stations/s / API stations/s; and so what
+  one turn costs a worker against one raw no-op task (`--batch 1` makes a turn's
+  own work, one station, as small as it gets: what is left is the loop's cost);
 - Redis's own time per command (INFO commandstats, reset before each size):
   the top commands by server time, per size, so a command that grows with the
   day's size shows as a growing microseconds-per-call.
@@ -199,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"raw Celery ceiling: {raw:.0f} no-op tasks/s | fake API capacity: {capacity:.0f} stations/s")
     for stations, f in results.items():
         print(f"  {stations:>7,}: loop turns/s / raw tasks/s = {f['turns/s'] / raw:.2f}   "
-              f"loop stations/s / API stations/s = {f['stations/s'] / capacity:.2f}")
+              f"loop stations/s / API stations/s = {f['stations/s'] / capacity:.2f}   "
+              f"one turn = {raw / f['turns/s']:.1f} x a raw no-op task "
+              f"({1000 * WORKERS / f['turns/s']:.1f} ms vs {1000 * WORKERS / raw:.1f} ms of a worker; target at most 2 x)")
     print("\nRedis's own time per command (INFO commandstats), top by time at the largest size:")
     print(commands_table(results))
     correct = all(f["done"] == s and f["over"] for s, f in results.items())
