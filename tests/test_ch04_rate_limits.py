@@ -665,6 +665,20 @@ def test_the_reaper_brings_back_only_expired_leases_once_even_with_reapers_racin
     assert redis.hgetall(k.holders) == dict.fromkeys(long, "long:0"), "a reaped lease has no holder any more"
 
 
+def test_a_delivery_that_starts_holds_its_lease_for_the_request_from_then_on(redis):
+    k = keys.for_day(DAY)
+    ids = [f"WX{i:05d}" for i in range(4)]
+    stages.add(redis, k.pending, ids)
+    batch = leases.lease(redis, k, 2, 1, "slow:0")
+    other = leases.lease(redis, k, 2, 1, "other:0")
+    assert retries.start_attempt(redis, k, batch, "slow:0", lease=20).go == batch
+    left = leases.in_flight(redis, k)
+    assert all(19.5 < left[station] <= 20 for station in batch), f"20 s from the start: {left}"
+    assert all(left[station] <= 1 for station in other), "another holder's lease untouched"
+    assert retries.start_attempt(redis, k, other, "other:0").go == other
+    assert all(leases.in_flight(redis, k)[station] <= 1 for station in other), "no lease given: unchanged"
+    assert retries.start_attempt(redis, k, batch, "stale:0", lease=20).go == [], "a stale message holds nothing"
+
 def test_a_lease_brings_back_expired_leases_first_and_reaps_only_when_one_has_expired(redis, monkeypatch):
     k = keys.for_day(DAY)
     ids = [f"WX{i:05d}" for i in range(10)]

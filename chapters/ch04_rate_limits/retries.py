@@ -91,12 +91,13 @@ def classify(error: Exception) -> Failure:
 
 # KEYS: holders, in flight, attempts, causes, dead letters, the delivery's mark, pending; ARGV[1] token,
 # ARGV[2] MAX_ATTEMPTS, ARGV[3] the provisional cause (JSON, "by" this token), ARGV[4] now, ARGV[5] the mark's TTL,
-# ARGV[6..] stations. Counted once per delivery: run again (redis-py's retry after a lost reply), it counts
-# nothing more. Returns {to fetch, dead-lettered, released}.
+# ARGV[6] the lease the stations to fetch hold from now (ms, on Redis's clock; 0: unchanged), ARGV[7..] stations.
+# Counted once per delivery: run again (redis-py's retry after a lost reply), it counts nothing more. Returns
+# {to fetch, dead-lettered, released}.
 _START = """
 local first = redis.call('SET', KEYS[6], '1', 'NX', 'EX', tonumber(ARGV[5]))
 local held, died_before = {}, false
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
     held[#held + 1] = ARGV[i]
     local cause = redis.call('HGET', KEYS[4], ARGV[i])
@@ -131,6 +132,11 @@ for _, station in ipairs(held) do
     go[#go + 1] = station
   end
 end
+if go[1] and tonumber(ARGV[6]) > 0 then   -- the delivery is alive: its lease runs from now, long enough for the request
+  local t = redis.call('TIME')
+  local deadline = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 + tonumber(ARGV[6])
+  for _, station in ipairs(go) do redis.call('ZADD', KEYS[2], 'XX', deadline, station) end
+end
 return {go, buried, {}}
 """
 
@@ -143,7 +149,8 @@ class Start(NamedTuple):
     released: list[str]
 
 
-def start_attempt(r: redis.Redis, k: Keys, batch: list[str], holder: str, delivery: str | None = None) -> Start:
+def start_attempt(r: redis.Redis, k: Keys, batch: list[str], holder: str, delivery: str | None = None,
+                  lease: float | None = None) -> Start:
     """A delivery of `holder`'s batch starts: which stations it fetches now.
 
     Only the stations `holder` holds count (a stale message gets nothing). Each counts one
@@ -152,14 +159,17 @@ def start_attempt(r: redis.Redis, k: Keys, batch: list[str], holder: str, delive
     delivery of this same message died (the cause still "worker lost", by us) is given back to
     pending instead: the loop leases it again in halves (leases.py), to find the station that
     kills its process, which is then dead-lettered alone. `delivery` (one per delivery; default:
-    a new one) makes the script count once even if redis-py sends it twice.
+    a new one) makes the script count once even if redis-py sends it twice. `lease`: the stations
+    to fetch hold their lease for that many seconds from now (enough for the request that
+    follows); None leaves the lease as it is.
     """
     if not batch:
         return Start([], [], [])
     go, buried, released = r.register_script(_START)(
         keys=[k.holders, k.in_flight, k.attempts, k.causes, k.dead_letters,
               k.delivery(delivery or uuid.uuid4().hex), k.pending],
-        args=[holder, MAX_ATTEMPTS, WORKER_LOST.cause(by=holder), time.time(), DELIVERY_TTL, *batch])
+        args=[holder, MAX_ATTEMPTS, WORKER_LOST.cause(by=holder), time.time(), DELIVERY_TTL,
+              max(1, int(lease * 1000)) if lease is not None else 0, *batch])
     return Start(list(go), list(buried), list(released))
 
 

@@ -145,7 +145,7 @@ def fetch(task: Task, batch: list[str], day: str, global_limit: bool = True) -> 
         raise ValueError(f"a batch of {len(batch)} stations is more than the API's maximum of {s.api_max_batch}; "
                          "take batches of at most API_MAX_BATCH stations.")
     holder = leases.token_of(task.request)
-    start = retries.start_attempt(r, k, batch, holder)
+    start = retries.start_attempt(r, k, batch, holder, lease=s.request_timeout + lease_seconds())
     if not start.go:   # stale (settled, reaped or re-leased), given back to be split, or delivered too often
         return {"day": day, "done": 0, "dead": len(start.buried), "released": len(start.released)}
     batch = start.go
@@ -169,9 +169,9 @@ def _fetch_leased(task: Task, r: redis.Redis, k: Keys, s: settings_mod.Settings,
     wait = keep_alive(r, k, batch, holder, headers)
     rounds = 0   # 429s waited out in this task
     while True:
-        if gate is not None:
-            gate.acquire(timeout=safety.ACQUIRE_TIMEOUT, sleep=wait)
-        leases.extend(r, k, batch, s.request_timeout + lease_seconds(), holder)
+        waited = gate.acquire(timeout=safety.ACQUIRE_TIMEOUT, sleep=wait) if gate is not None else 0.0
+        if waited or rounds:   # else the lease start_attempt just gave still covers the request
+            leases.extend(r, k, batch, s.request_timeout + lease_seconds(), holder)
         try:
             readings = client.fetch(batch, k.day, s)
         except client.RateLimited as limited:

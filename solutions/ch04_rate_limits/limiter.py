@@ -189,19 +189,20 @@ class GlobalLimiter:
             raise
 
     def acquire(self, timeout: float = 60.0, sleep: Callable[[float], None] = time.sleep) -> float:
-        """Wait until the limiter says go; returns the seconds waited.
+        """Wait until the limiter says go; returns the seconds waited (0.0 when it said go at once).
 
         Waits in this task rather than failing it: a slot is at most a few
         intervals away, and a re-queued task would only come back to ask again.
         Raises LimiterTimeout when the next slot is further than `timeout` seconds.
         """
-        started = time.monotonic()
+        started, waited_once = time.monotonic(), False
         while True:
             wait_ms = self.check()
             if wait_ms == 0:
-                return time.monotonic() - started
+                return time.monotonic() - started if waited_once else 0.0
             waited = time.monotonic() - started
             if waited + wait_ms / 1000 > timeout:
                 raise LimiterTimeout(f"no slot from the rate limiter {self.name!r} within {timeout:g} s "
                                      f"(waited {waited:.1f} s, next slot in {wait_ms / 1000:.1f} s)")
             sleep(wait_ms / 1000)
+            waited_once = True
