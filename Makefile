@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 
-.PHONY: venv demo test lab check-env exercises check-exercises bench-api bench-loop bench-limits bench-scale up
+.PHONY: venv demo test lab check-env exercises catch-up check-exercises bench-api bench-loop bench-limits bench-scale up
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,14 +20,18 @@ demo: venv            ## run the most advanced chapter's pipeline end to end
 test: venv            ## the whole test suite against the solutions
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lab: venv             ## JupyterLab on the chapters
-	$(BIN)/jupyter lab --notebook-dir chapters
+lab: venv             ## JupyterLab on the chapters; LAB_ARGS="--port 8899 --IdentityProvider.token=..." for more
+	$(BIN)/jupyter lab --notebook-dir chapters $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
 
-check-env: venv       ## OK/FAIL per prerequisite
+check-env: venv       ## OK, FAIL or SKIP per prerequisite
 	$(BIN)/python -m workshop check-env
 
 exercises: venv       ## regenerate chapters/ exercise code from solutions/
 	$(BIN)/python -m workshop exercises build
+
+catch-up: venv        ## CHAPTER=N: copy the solutions of the chapters before N into chapters/ (yours kept in chapters/.backup/)
+	@test -n "$(CHAPTER)" || { echo "make catch-up: say which chapter you want to start, e.g. make catch-up CHAPTER=3"; exit 2; }
+	$(BIN)/python -m workshop catch-up $(CHAPTER)
 
 check-exercises: venv ## fail when chapters/ is out of date with solutions/
 	$(BIN)/python -m workshop exercises check

@@ -6,15 +6,19 @@
   emptied before each test that asks for it.
 - The fake Stations API with a fault profile, embedded workers, real worker and
   beat processes: all stopped after the test that started them.
+- Against chapters/, a chapter's tests stop at once while an earlier chapter's
+  exercise is still a stub: the first test fails with one sentence naming it and
+  the catch-up command, the others are skipped (workshop/catch_up.py).
 """
 from __future__ import annotations
 
 import functools
 import os
+import re
 
 import pytest
 
-from workshop import settings as settings_mod, target
+from workshop import catch_up, settings as settings_mod, target
 from workshop.api import ApiConfig, ApiServer
 from workshop.celery_app import use_redis
 from workshop.redis_provider import NoRedisError, provide_redis
@@ -36,6 +40,38 @@ def pytest_configure(config):
     os.environ["WORKSHOP_TARGET"] = chosen
     config.workshop_target = chosen
     target.activate(chosen)
+    config.addinivalue_line("markers", "earlier_chapter_unfinished(sentence): an earlier exercise is a stub")
+
+
+def _chapter_of(item) -> int | None:
+    match = re.match(r"test_ch(\d\d)_", item.path.name)
+    return int(match.group(1)) if match else None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Against chapters/: mark the tests of a chapter whose earlier chapters still hold a stub."""
+    if config.workshop_target != "chapters":
+        return
+    sentences: dict[int, str | None] = {}
+    for item in items:
+        chapter = _chapter_of(item)
+        if chapter is not None and chapter not in sentences:
+            stubs = catch_up.unfinished(target.ROOT, before=chapter)
+            sentences[chapter] = catch_up.refusal(stubs, chapter) if stubs else None
+        if chapter is not None and sentences[chapter]:
+            item.add_marker(pytest.mark.earlier_chapter_unfinished(sentences[chapter]))
+
+
+_told: set[str] = set()   # test files whose first test said it already
+
+
+def pytest_runtest_setup(item):
+    mark = item.get_closest_marker("earlier_chapter_unfinished")
+    if mark is not None:
+        if item.path.name in _told:
+            pytest.skip("not run: an earlier chapter's exercise is not done yet (see the first failure)")
+        _told.add(item.path.name)
+        pytest.fail(mark.args[0], pytrace=False)
 
 
 def pytest_report_header(config):

@@ -19,6 +19,17 @@ def test_the_kit_self_check_runs_end_to_end_and_reports(redis_server):
     assert "stations failed  0" in out and "stations wrong   0" in out
     assert "API calls        9 (9 accepted)" in out  # ceil(60 / 7) batches, one request each
     assert "429s             0" in out
+    assert out.rstrip().endswith("OK (workshop.selfcheck): 60/60 stations equal the answer key; 9 API calls, "
+                                 "none over the limit.")
+
+
+def test_the_verdict_names_what_is_wrong():
+    from workshop.demo import verdict
+    ok, sentence = verdict({"stations": 10, "done": 7, "wrong": 1, "missing": 0, "dead": 2},
+                           {"requests": 5, "rate_limited": 1}, "ch04_rate_limits.demo")
+    assert not ok and sentence == ("NOT OK (ch04_rate_limits.demo): 7/10 stations equal the answer key, rows that "
+                                   "differ from the answer key: 1; 5 API calls, 1 refused with a 429 (over the "
+                                   "limit); 2 dead letters (stations given up on, each with its reason).")
 
 
 def test_the_default_demo_is_the_last_chapter_with_one(redis_server):
@@ -27,3 +38,4 @@ def test_the_default_demo_is_the_last_chapter_with_one(redis_server):
     out = demo(redis_server)
     assert f"Pipeline: {expected} on 60 stations" in out
     assert "stations done    60 of 60" in out and "429s             0" in out
+    assert f"\nOK ({expected}): 60/60 stations equal the answer key; " in out

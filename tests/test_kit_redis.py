@@ -23,7 +23,7 @@ def no_docker(monkeypatch):
 def test_redis_url_wins(redis_server, capsys):
     with provide_redis(settings_mod.load({"REDIS_URL": redis_server.url})) as provided:
         assert provided.source == "REDIS_URL" and provided.client().ping()
-    assert capsys.readouterr().err == f"Redis: REDIS_URL at {redis_server.url}\n"
+    assert capsys.readouterr().out == f"Redis: REDIS_URL at {redis_server.url}\n", "on stdout: information, not an error"
 
 
 def test_a_dead_redis_url_says_what_to_do():

@@ -13,6 +13,7 @@ COMMANDS = {
     "demo": ("workshop.demo", "run the most advanced chapter's pipeline end to end"),
     "check-env": ("workshop.checkenv", "check the prerequisites"),
     "exercises": ("workshop.exercises", "build | check | list the exercise copies in chapters/"),
+    "catch-up": ("workshop.catch_up", "N: copy the solutions of the chapters before N into chapters/"),
 }
 
 

@@ -50,8 +50,24 @@ def main(argv: list[str] | None = None) -> int:
         duration = time.monotonic() - started
         stats = api.stats()
     print(summary(outcome, stats, duration))
-    complete = outcome.get("done", 0) == outcome.get("stations")
-    return 0 if complete else 1
+    ok, sentence = verdict(outcome, stats, module.__name__)
+    print(f"\n{sentence}")
+    return 0 if ok else 1
+
+
+def verdict(outcome: dict, stats: dict, pipeline: str) -> tuple[bool, str]:
+    """The run in one sentence: OK when every station's row equals the answer key, else what is not."""
+    done, stations = outcome.get("done", 0), outcome.get("stations", 0)
+    dead = outcome.get("dead")
+    problems = [f"{label}: {outcome[name]}" for name, label in (
+        ("wrong", "rows that differ from the answer key"), ("missing", "stations missing for no reason"),
+        ("failed", "stations whose fetch failed")) if outcome.get(name)]
+    limit = (f"{stats['requests']} API calls, none over the limit" if not stats["rate_limited"] else
+             f"{stats['requests']} API calls, {stats['rate_limited']} refused with a 429 (over the limit)")
+    letters = "" if dead is None else (f"; {dead} dead letters (stations given up on, each with its reason)")
+    head = "OK" if done == stations and not problems else "NOT OK"
+    detail = f"{done}/{stations} stations equal the answer key" + (f", {', '.join(problems)}" if problems else "")
+    return head == "OK", f"{head} ({pipeline}): {detail}; {limit}{letters}."
 
 
 def summary(outcome: dict, stats: dict, duration: float) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import redis
 
-from . import settings as settings_mod, target
+from . import catch_up, settings as settings_mod, target
 from .api import ApiConfig, ApiServer
 from .celery_app import use_redis
 from .redis_provider import shared_redis
@@ -31,12 +31,17 @@ class Lab:
 _current: Lab | None = None
 
 
-def setup(target_tree: str | None = None, **api_profile) -> Lab:
-    """Import chapters from WORKSHOP_TARGET (or `target_tree`), get a Redis, start the fake API."""
+def setup(target_tree: str | None = None, chapter: int | None = None, **api_profile) -> Lab:
+    """Import chapters from WORKSHOP_TARGET (or `target_tree`), get a Redis, start the fake API.
+
+    `chapter`: the notebook's chapter. On your exercises, an earlier chapter's exercise still a
+    stub stops here, with one sentence naming it and the catch-up command."""
     global _current
     if _current is not None:
         _current.api.stop()
     tree = target.activate(target_tree)
+    if chapter is not None and tree.name == "chapters":
+        catch_up.require_earlier(chapter, tree.parent)
     provided = shared_redis()
     use_redis(provided.url)
     api = ApiServer(ApiConfig.from_settings(settings_mod.load()).changed(api_profile), port=0).start()

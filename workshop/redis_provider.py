@@ -168,8 +168,8 @@ def provide_redis(settings: settings_mod.Settings | None = None, *, announce: bo
         provided = from_redis_server(shutil.which("redis-server"))
     else:
         raise NoRedisError(NO_REDIS.format(image=settings.redis_image))
-    if announce:
-        print(provided.describe(), file=sys.stderr, flush=True)
+    if announce:   # stdout: information (a notebook shows stderr in red, as if it were an error)
+        print(provided.describe(), flush=True)
     return provided
 
 

@@ -16,6 +16,10 @@
 
 The TTL is what makes a dead owner's lock go away on its own: nobody has to
 release the lock of a process that crashed.
+
+Written out here to be understood. In production, redis-py's `redis.lock.Lock`
+(`r.lock(name, timeout=...)`) is the maintained version of acquire, extend and
+release by token; the turn counter is what this loop adds to it.
 """
 from __future__ import annotations
 

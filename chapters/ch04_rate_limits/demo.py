@@ -22,7 +22,6 @@ from workshop.workers import EmbeddedBeat
 
 from . import pause, pipeline
 from .app import app, beat_schedule
-from .keys import for_day
 
 __all__ = ["app", "run"]
 
@@ -43,8 +42,10 @@ def run(r: redis.Redis, settings: settings_mod.Settings, timeout: float = 120.0)
         finished = pipeline.LOOP.wait(r, day, timeout, show=True)
         counts = pipeline.outcome(r, day, db, settings)
     reasons = Counter(d["reason"] for d in pipeline.LOOP.dead_letters(r, day).values())
-    print(f"pauses after a 429: {len(pause.history(r))}; dead letters: {dict(reasons) or 'none'}; "
-          f"stations retried: {r.hlen(for_day(day).attempts)}"
-          + ("" if finished else f"; not finished after {timeout:.0f} s"))
     stats = requests.get(f"{settings.effective_api_url}/_stats", timeout=10).json()
+    faults = {kind: n for kind, n in stats["faults"].items() if n and kind != "glitch"}
+    print(f"pauses after a 429 (every worker waits out the API's Retry-After): {len(pause.history(r))}; "
+          f"API faults met (each retried with backoff, or dead-lettered): {faults or 'none'}; "
+          f"dead letters (stations given up on, by reason): {dict(reasons) or 'none'}"
+          + ("" if finished else f"; not finished after {timeout:.0f} s"))
     return {**counts, "twice": len(measure.fetched_more_than_once(stats))}

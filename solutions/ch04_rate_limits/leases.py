@@ -36,7 +36,7 @@ from .keys import Keys
 _LEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-if ARGV[4] ~= 'reaped' and redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1)[1] then
+if ARGV[4] ~= 'reaped' and redis.call('ZRANGE', KEYS[2], '-inf', now, 'BYSCORE', 'LIMIT', 0, 1)[1] then
   return false
 end
 local ids = redis.call('ZRANGE', KEYS[1], '-', '+', 'BYLEX', 'LIMIT', 0, tonumber(ARGV[1]))
@@ -183,11 +183,11 @@ def release(r: redis.Redis, k: Keys, stations: list[str], holder: str, *, prefix
 def reaper_script() -> str:
     """Lua: move every station whose lease deadline has passed from in flight (KEYS[1]) back to pending
     (KEYS[2]), and forget its holder (KEYS[3]): a message of the old holder is stale from then on."""
-    # >>> exercise 4.3: return the Lua: now (ms) from TIME; ids = ZRANGEBYSCORE KEYS[1] -inf now LIMIT 0 ARGV[1]; per id ZREM it from KEYS[1], HDEL it from KEYS[3] (its holder) and ZADD it to KEYS[2] with score 0 (a stage); return ids
+    # >>> exercise 4.3: return the Lua: now (ms) from TIME; ids = ZRANGE KEYS[1] -inf now BYSCORE LIMIT 0 ARGV[1] (ZRANGEBYSCORE's replacement since Redis 6.2); per id ZREM it from KEYS[1], HDEL it from KEYS[3] (its holder) and ZADD it to KEYS[2] with score 0 (a stage); return ids
     return """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local expired = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[1]))
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[1], id)
   redis.call('HDEL', KEYS[3], id)

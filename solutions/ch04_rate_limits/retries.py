@@ -18,6 +18,11 @@ without settling is dead-lettered at its next delivery, with the last cause. A
 batch comes back in halves when it did not settle (leases.py), so the station
 that kills its process or hangs is found and dead-lettered alone.
 
+Why not Celery's own `autoretry_for` / `retry_backoff`: they count retries per
+message, and a batch that comes back halved is a new message; here attempts are
+counted per station, across messages, and survive a crash of the worker. And
+Celery's backoff is in whole seconds; this one is not.
+
 The wait before a retry is capped exponential backoff with full jitter
 (uniform between 0 and min(CAP, BASE * 2**(attempt - 1))): retries of batches that
 failed together spread out instead of hitting the API together again.

@@ -1,4 +1,7 @@
-"""Reading `Retry-After`: how long a 429 (or a 503) asks us to stay away.
+"""Reading `Retry-After`: how long a 429 asks us to stay away.
+
+RFC 9110 allows the header on a 503 (and 3xx) too; this workshop's client reads
+it on a 429 only (client.py): a 503 is a failed attempt, retried with backoff.
 
 RFC 9110 §10.2.3 allows two forms, and a client must read both:
 

@@ -6,7 +6,10 @@
   task whose pool process was killed (SIGKILL, the OOM killer) and it is gone;
   with it, the message goes back to the queue and another process runs it.
 - `worker_prefetch_multiplier = 1`: a worker reserves one message per process,
-  not four, so a crash strands at most the batch in hand.
+  not four. Not a hard bound: Celery raises the prefetch count by one for each
+  message with an ETA or countdown it holds (a retry's backoff, a parked turn),
+  up to `worker_eta_task_limit` if set; those stay unacknowledged, so a crash
+  loses none of them: they come back after the visibility timeout.
 
 The catch with Redis as the broker: a message that stays unacknowledged longer
 than the `visibility_timeout` is delivered again, to another worker, while the
@@ -40,7 +43,11 @@ def longest_unacked(request_timeout: float) -> float:
 
     The longest countdown is a backoff (retries.CAP) or, after repeated 429s, a Retry-After (retry_after.LONGEST).
     """
-    assert retry_after.LONGEST < ACQUIRE_TIMEOUT < TASK_TIME_LIMIT, "a pause must fit in a task's wait"
+    if not retry_after.LONGEST < ACQUIRE_TIMEOUT < TASK_TIME_LIMIT:   # not an assert: it must hold under -O too
+        raise ConfigurationError(
+            f"retry_after.LONGEST ({retry_after.LONGEST:g} s) < ACQUIRE_TIMEOUT ({ACQUIRE_TIMEOUT:g} s) < "
+            f"TASK_TIME_LIMIT ({TASK_TIME_LIMIT} s) does not hold: a pause must fit in a task's wait, and the wait "
+            "in the task's time limit; change those constants so it does.")
     return max(retries.CAP, retry_after.LONGEST) + max(TASK_TIME_LIMIT, ACQUIRE_TIMEOUT + request_timeout)
 
 
