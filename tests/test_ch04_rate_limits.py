@@ -699,7 +699,7 @@ def test_a_lease_brings_back_expired_leases_first_and_reaps_only_when_one_has_ex
 
 # ---------------------------------------------------------------- crash-safe configuration
 
-def test_the_app_is_crash_safe_and_its_waits_stay_well_below_the_visibility_timeout(settings):
+def test_the_app_is_crash_safe_and_its_waits_stay_well_below_the_visibility_timeout(settings, redis_server):
     assert app.conf.task_acks_late is True
     assert app.conf.task_reject_on_worker_lost is True
     assert app.conf.worker_prefetch_multiplier == 1
@@ -714,6 +714,22 @@ def test_the_app_is_crash_safe_and_its_waits_stay_well_below_the_visibility_time
                       settings.request_timeout)
     with pytest.raises(safety.ConfigurationError, match="task_reject_on_worker_lost"):
         safety.check(make_app("unsafe", task_acks_late=True, worker_prefetch_multiplier=1), 2.0)
+
+
+def test_prefetch_1_does_not_bound_countdown_messages_a_c1_worker_holds_them_all_unacked_and_loses_none(
+        redis, worker_processes):
+    """safety.py's claim, checked on Celery itself: for each message with a countdown it takes, the worker
+    raises its prefetch count by one, so one `-c 1` worker with multiplier 1 and acks_late holds all ten, in
+    kombu's `unacked` hash, none left in the queue; a warm stop puts every one back in the queue."""
+    workers = worker_processes("ch04_rate_limits.app", 1, pool="prefork", concurrency=1)
+    for _ in range(10):   # the watchdog: harmless if it ran, and it does not run within 5 minutes
+        app.send_task("ch04_rate_limits.watchdog", countdown=300)
+    deadline = time.monotonic() + 30
+    while not (redis.hlen("unacked") == 10 and redis.llen("celery") == 0):
+        assert time.monotonic() < deadline, f"unacked {redis.hlen('unacked')}, queued {redis.llen('celery')}"
+        time.sleep(0.1)
+    workers.stop()
+    assert redis.llen("celery") == 10 and redis.hlen("unacked") == 0, "back in the queue, none lost"
 
 
 # ---------------------------------------------------------------- the whole loop, two worker processes

@@ -28,6 +28,14 @@ Celery's backoff is in whole seconds; this one is not.
 The wait before a retry is capped exponential backoff with full jitter
 (uniform between 0 and min(CAP, BASE * 2**(attempt - 1))): retries of batches that
 failed together spread out instead of hitting the API together again.
+
+What these numbers buy, exactly: MAX_ATTEMPTS = 3 means two retries, waiting at
+most 0.5 s then 1 s, so a station is dead-lettered within about 1.5 s of its first
+failure (plus the requests' own time); CAP is never reached. That fits the fake
+API, whose faults are drawn per request. A real API that is down for a minute
+would dead-letter every station it is asked for meanwhile: for that, raise BASE
+and MAX_ATTEMPTS (e.g. 1 s and 6: waits of up to 1, 2, 4, 8, 8 s), and replay the
+dead letters (`dead_letters.replay`) once it is back.
 """
 from __future__ import annotations
 
