@@ -13,6 +13,7 @@ finishes, a NotImplementedError deep in a worker's log). So:
   file the attendee had first moved to chapters/.backup/<time>/ (nothing lost).
 
     python -m workshop catch-up N        # or: make catch-up CHAPTER=N
+    python -m workshop catch-up --check N   # are chapters 1..N done? (what the benchmarks ask first)
 """
 from __future__ import annotations
 
@@ -111,14 +112,30 @@ def catch_up(root: Path | None, chapter: int, stamp: str | None = None) -> tuple
     return written, (backup if backup.exists() else None)
 
 
+def check_done(root: Path, chapter: int) -> int:
+    """0 when chapters 1..`chapter` of chapters/ hold no stub; else 1, and one sentence on stdout."""
+    stubs = unfinished(root, before=chapter + 1)
+    if not stubs:
+        return 0
+    more = f" (and {len(stubs) - 1} more)" if len(stubs) > 1 else ""
+    print(f"catch-up: this measures your chapters 1-{chapter}, and exercise {stubs[0].id} in {stubs[0].path} is "
+          f"not done yet{more}: finish it, or measure the solutions (leave WORKSHOP_TARGET unset).")
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workshop catch-up",
                                      description="Copy the solutions of the chapters before N into chapters/.")
     parser.add_argument("chapter", type=int, help="the chapter you want to start (2 to the last)")
     parser.add_argument("--root", help="repository root (default: the one this kit is in)")
+    parser.add_argument("--check", action="store_true",
+                        help="copy nothing: exit 1, with one sentence, if chapters 1..N of chapters/ hold a stub "
+                             "(the benchmarks ask this before they measure your code)")
     args = parser.parse_args(argv)
     root = Path(args.root) if args.root else default_root()
     last = max(_chapter_folders(root, "solutions"), default=0)
+    if args.check:
+        return check_done(root, args.chapter)
     if not 2 <= args.chapter <= last:
         parser.error(f"chapter {args.chapter}: give the chapter you want to start, from 2 to {last} "
                      "(chapter 1 builds on nothing).")
