@@ -87,10 +87,10 @@ def exercise_missing(runs: list[Run]) -> str | None:
     return next((run.error for run in runs if run.error and run.error.startswith("NotImplementedError")), None)
 
 
-def wait(r: redis.Redis, day: str, timeout: float, show: bool = False) -> bool:
+def wait(r: redis.Redis, day: str, timeout: float, show: bool = False, desc: str = "stations stored") -> bool:
     """Wait until the schedule went round (True) or `timeout` seconds passed (False).
 
-    show=True draws the progress bar meanwhile. A run that ended in
+    show=True draws the progress bar meanwhile, labelled `desc`. A run that ended in
     NotImplementedError raises it here: an exercise is still to do.
     """
     def over() -> bool:
@@ -104,7 +104,7 @@ def wait(r: redis.Redis, day: str, timeout: float, show: bool = False) -> bool:
         # The first run lists the day's stations: until then the bar has no total to draw.
         while not r.llen(key(day, "stations")) and not over() and time.monotonic() < deadline:
             time.sleep(0.1)
-        progress.follow(r, key(day, "progress"), desc="stations stored",
+        progress.follow(r, key(day, "progress"), desc=desc,
                         timeout=max(0.0, deadline - time.monotonic()), until=over)
     while not over():
         if time.monotonic() > deadline:
