@@ -10,7 +10,7 @@ finishes, a NotImplementedError deep in a worker's log). So:
 - `refusal(...)`: the one sentence that says which, and the command that fixes it
   (raised by `require_earlier`, which a notebook's `lab.setup(chapter=N)` calls);
 - `catch_up(root, N)`: copy the solutions of chapters 1..N-1 into chapters/, each
-  file the attendee had first moved to chapters/.backup/<time>/ (nothing lost).
+  file the attendee had first copied to chapters/.backup/<time>/ (nothing lost).
 
     python -m workshop catch-up N        # or: make catch-up CHAPTER=N
     python -m workshop catch-up --check N   # are chapters 1..N done? (what the benchmarks ask first)
@@ -82,7 +82,7 @@ def require_earlier(chapter: int, root: Path | None = None) -> None:
 
 def catch_up(root: Path | None, chapter: int, stamp: str | None = None) -> tuple[list[Path], Path | None]:
     """Copy the solutions of the chapters before `chapter` into chapters/; returns (files written, backup
-    folder). Only files that differ are touched, and each one the attendee had is moved to the backup first.
+    folder). Only files that differ are touched, and each one the attendee had is copied to the backup first.
     Notebooks and READMEs are left alone, as build leaves them: they are the attendee's."""
     root = Path(root or default_root())
     stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
