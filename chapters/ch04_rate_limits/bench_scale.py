@@ -42,7 +42,7 @@ from celery.signals import task_success
 
 from ch02_segmented import pipeline as segment_pipeline
 from ch03_signals import pipeline as ch03_pipeline
-from ch03_signals.benchmark import figures
+from ch03_signals.benchmark import aligned, figures
 from workshop import api_bench, settings as settings_mod, stations as answer_key
 from workshop.api import ApiConfig, ApiServer
 from workshop.celery_app import redis_client, use_redis
@@ -136,8 +136,7 @@ def size_table(results: dict[int, dict]) -> str:
         rows.append((f"{stations:,}", f"{f['seconds']:.1f}", f"{f['stations/s']:.0f}", f"{f['turns']:,}",
                      f"{f['turns/s']:.0f}", f"{f['ms/batch']:.1f}",
                      "equal" if correct else f"{f['done']} done, {f['missing']} missing, {f['wrong']} wrong"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
+    return aligned(rows)
 
 
 def commands_table(results: dict[int, dict], top: int = 8) -> str:
@@ -152,8 +151,7 @@ def commands_table(results: dict[int, dict], top: int = 8) -> str:
             stat = f["commandstats"].get(name)
             cells.append(f"{stat['usec_per_call']:>6.1f} {stat['calls']:>9,}" if stat else "-")
         rows.append(cells)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
+    return aligned(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,9 +104,14 @@ def table(results: dict[str, dict]) -> str:
             ("API requests", lambda f: f"{f['requests']} ({f['accepted']} accepted)"),
             ("429s / 5xx", lambda f: f"{f['429s']} / {f['errors']}")):
         lines.append((label, *(show(f) for f in results.values())))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    return "\n".join("  ".join([line[0].ljust(widths[0]), *(cell.rjust(w) for cell, w in zip(line[1:], widths[1:]))])
-                     for line in lines)
+    return aligned(lines, left=1)
+
+
+def aligned(rows, left: int = 0) -> str:
+    """Rows of cells (str) as text columns two spaces apart: the first `left` columns flush left, the rest right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) if i < left else cell.rjust(w)
+                                for i, (cell, w) in enumerate(zip(row, widths))) for row in rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,7 +52,7 @@ from ch01_periodic import pipeline as periodic, runs
 from ch01_periodic.app import app as periodic_app, beat_schedule as periodic_schedule
 from ch02_segmented import database
 from ch03_signals import pipeline as ch03_pipeline
-from ch03_signals.benchmark import figures, side_by_side, table, utilisation_note
+from ch03_signals.benchmark import aligned, figures, side_by_side, table, utilisation_note
 from workshop import settings as settings_mod, stations as answer_key
 from workshop.api import ApiConfig, ApiServer
 from workshop.celery_app import use_redis
@@ -191,8 +191,7 @@ def shapes_table(rows: list[tuple[Shape, dict[str, dict]]]) -> str:
                       f"{f['utilisation']:.1%}" + ("" if f["over"] else " (timed out)"), str(f["429s"])]
         stations = next(iter(results.values()))["stations"]
         lines.append((f"{shape.rate:g}", str(shape.burst), str(shape.workers), str(stations), *cells))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines)
+    return aligned(lines)
 
 
 def run_shapes(settings: settings_mod.Settings, seconds: float, max_batch: int, timeout: float,
@@ -241,11 +240,11 @@ def run_shapes(settings: settings_mod.Settings, seconds: float, max_batch: int, 
                 group.stop()
     print()
     print(shapes_table(rows))
-    print(f"\nutilisation: accepted requests per second divided by the API's rate, over the fetch phase (first "
-          f"API request to the last: 'fetch') and over the whole run (first request until the day is over: 'run', "
-          f"the last stations' transform and persist included); a day starts with the API's burst, so either can "
-          f"pass 100% where the burst is large against the rate. Workers: prefork, one pool process each, as many "
-          f"batches in flight.")
+    print("\nutilisation: accepted requests per second divided by the API's rate, over the fetch phase (first "
+          "API request to the last: 'fetch') and over the whole run (first request until the day is over: 'run', "
+          "the last stations' transform and persist included); a day starts with the API's burst, so either can "
+          "pass 100% where the burst is large against the rate. Workers: prefork, one pool process each, as many "
+          "batches in flight.")
     missed = 0
     for shape, results in rows:
         ok, line = verdict(shape, results["global limiter"])
