@@ -48,5 +48,6 @@ def setup(target_tree: str | None = None, chapter: int | None = None, **api_prof
     # Workers started from this kernel, threads or processes, call this API.
     os.environ["API_URL"], os.environ["API_KEY"] = api.url, api.config.key
     _current = Lab(provided.client(), api, settings_mod.load(), provided.url)
-    print(f"code under study: {tree}\nStations API: {api.url} ({api.config.rate:g} requests/s)")
+    whose = "your exercises" if tree.name == "chapters" else "the reference; WORKSHOP_TARGET=chapters runs yours"
+    print(f"code under study: {tree.name}/ ({whose})\nStations API: {api.url} ({api.config.rate:g} requests/s)")
     return _current
