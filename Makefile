@@ -44,7 +44,7 @@ bench-api: venv       ## the fake API's throughput
 BENCH_TREE := $(or $(WORKSHOP_TARGET),solutions)
 bench_ready = $(if $(filter chapters,$(BENCH_TREE)),$(BIN)/python -m workshop catch-up --check $(1) &&)
 
-bench-loop: venv      ## chapter 1's periodic pipeline vs chapter 3's loop, same day, side by side
+bench-loop: venv      ## chapter 1's periodic pipeline, chapter 2's segments on beat, chapter 3's loop: same day, side by side
 	$(call bench_ready,3) PYTHONPATH=$(BENCH_TREE) $(BIN)/python -m ch03_signals.benchmark $(BENCH_ARGS)
 
 bench-limits: venv    ## chapter 4's global limiter vs Celery's per-worker rate_limit (and chapter 1), two workers
