@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 
-.PHONY: venv demo test lab check-env exercises catch-up check-exercises bench-api bench-loop bench-limits bench-scale up
+.PHONY: venv demo test lab check-env exercises catch-up check-exercises notebooks bench-api bench-loop bench-limits bench-scale up
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ catch-up: venv        ## CHAPTER=N: copy the solutions of the chapters before N 
 
 check-exercises: venv ## fail when chapters/ is out of date with solutions/
 	$(BIN)/python -m workshop exercises check
+
+notebooks: venv       ## execute every chapter notebook on the solutions, save it with its outputs (NOTEBOOKS="..." for some)
+	$(BIN)/python -m workshop.notebooks run $(NOTEBOOKS)
 
 bench-api: venv       ## the fake API's throughput
 	$(BIN)/python -m workshop bench-api
