@@ -8,7 +8,9 @@
   beat processes: all stopped after the test that started them.
 - Against chapters/, a chapter's tests stop at once while an earlier chapter's
   exercise is still a stub: the first test fails with one sentence naming it and
-  the catch-up command, the others are skipped (workshop/catch_up.py).
+  the catch-up command, the others are skipped (workshop/catch_up.py). A test
+  marked `@pytest.mark.exercises("3.3", ...)` fails at once while one of them is
+  still a stub, with one sentence naming it.
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ def pytest_configure(config):
     config.workshop_target = chosen
     target.activate(chosen)
     config.addinivalue_line("markers", "earlier_chapter_unfinished(sentence): an earlier exercise is a stub")
+    config.addinivalue_line("markers", "exercises(*ids): the exercises a test checks; against chapters/, "
+                                       "a stub among them fails it at once, naming the exercise")
 
 
 def _chapter_of(item) -> int | None:
@@ -72,6 +76,17 @@ def pytest_runtest_setup(item):
             pytest.skip("not run: an earlier chapter's exercise is not done yet (see the first failure)")
         _told.add(item.path.name)
         pytest.fail(mark.args[0], pytrace=False)
+    if item.config.workshop_target == "chapters":
+        # Before any fixture: a stub would otherwise surface as a worker that never finishes.
+        ids = [i for mark in item.iter_markers("exercises") for i in mark.args]
+        left = [stub for stub in _stubs() if stub.id in ids]
+        if left:
+            pytest.fail(catch_up.not_done(left), pytrace=False)
+
+
+@functools.cache
+def _stubs() -> tuple:
+    return tuple(catch_up.unfinished(target.ROOT))
 
 
 def pytest_report_header(config):

@@ -21,7 +21,7 @@ import time
 from celery.signals import task_success
 
 from ch02_segmented import database
-from ch04_rate_limits import client, pipeline, tasks   # pipeline first: the loop's handlers connect first
+from ch04_rate_limits import handlers, client, pipeline, tasks   # handlers first: the loop's handlers connect first
 from ch04_rate_limits.app import app
 from workshop.celery_app import redis_client
 

@@ -8,6 +8,7 @@ against the answer key, and the history the signals wrote.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import math
 import random
 import threading
@@ -16,18 +17,22 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from celery.signals import task_prerun
+from celery.signals import task_failure, task_prerun, task_success
 
 from workshop import settings as settings_mod, stations as answer_key
 from workshop.workers import EmbeddedBeat
 
 from ch02_segmented import database, keys as segment_keys, stages
 from ch03_signals import error_log, history, lock, pipeline, tasks, watchdog
-from ch03_signals.app import app, beat_schedule
+from ch03_signals.app import WATCHDOG, app, beat_schedule
+from ch03_signals.loop import Loop
 from ch03_signals.pipeline import LOOP
 
 N = 40          # stations per test: small, so the module stays quick on a busy machine
 TIMEOUT = 60.0  # seconds a loop may take before a test gives up
+
+# What a whole day needs: the handlers connected, one turn, the lock's turn, the start.
+loop_exercises = pytest.mark.exercises("3.1", "3.3", "3.4", "3.5")
 
 
 @pytest.fixture
@@ -94,9 +99,73 @@ def assert_complete_and_correct(r, k, db, api, ids) -> None:
     assert not r.exists(k.pending, k.fetched, k.transformed), "nothing left in any segment"
 
 
+# ---------------------------------------------------------------- the handlers, in this process
+
+
+@pytest.fixture
+def fresh_signals(monkeypatch):
+    """Connections made in the test are undone after it (the receivers lists are restored)."""
+    for signal in (task_success, task_failure):
+        monkeypatch.setattr(signal, "receivers", list(signal.receivers))
+        monkeypatch.setattr(signal, "sender_receivers_cache", {})
+
+
+class RecordingLoop(Loop):
+    """A loop whose handlers only record which task ended how."""
+
+    def __init__(self, calls: list):
+        super().__init__("ch03-connect-test", pipeline.segments(tasks.fetch_batch, tasks.transform_batch,
+                                                                tasks.persist_batch))
+        self.calls = calls
+
+    def on_success(self, sender, **_):
+        self.calls.append(("success", sender.name))
+
+    def on_failure(self, sender, **_):
+        self.calls.append(("failure", sender.name))
+
+
+@pytest.mark.exercises("3.1")
+def test_connect_hangs_the_loops_handlers_on_its_own_tasks_only_once_and_they_stay(redis, fresh_signals):
+    ours = [task._get_current_object() for task in tasks.BATCH_TASKS]   # the app is finalized, as in a worker
+    other = app.tasks[WATCHDOG]       # a task of the same app that is not a segment's
+    calls: list = []
+    loop = RecordingLoop(calls)
+    loop.connect()
+    loop.connect()                    # imported twice (a worker, then a test): still one call per task end
+    del loop
+    gc.collect()                      # nothing else holds the loop: the signals must (weak=False)
+    for task in [*ours, other]:
+        task_success.send(sender=task, result=None)
+        task_failure.send(sender=task, task_id="t", exception=RuntimeError("x"), args=([], "day"), kwargs={},
+                          traceback=None, einfo=None)
+    expected = [(how, task.name) for task in ours for how in ("success", "failure")]
+    assert calls == expected, ("each segment's task, once per end, and no other task "
+                               f"(sender= the task object): {calls}")
+
+
+@pytest.mark.exercises("3.2")
+def test_the_error_log_handler_writes_one_entry_per_failure_with_what_entries_reads_back(
+        redis, fresh_signals):
+    stream, day = "ch03-test:errors", "2026-01-15"
+    error_log.connect(*tasks.BATCH_TASKS, stream=stream)
+    fetch = tasks.fetch_batch._get_current_object()
+    before = time.time()
+    task_failure.send(sender=fetch, task_id="t-1", exception=ValueError("no " * 300), args=(["s1", "s2"], day),
+                      kwargs={}, traceback=None, einfo=None)                    # what a worker sends
+    task_success.send(sender=fetch, result=None)                               # a success logs nothing
+    [entry] = error_log.entries(redis, day, stream=stream)
+    assert (entry["task"], entry["task_id"], entry["day"], entry["batch"]) == ("fetch_batch", "t-1", day,
+                                                                               ["s1", "s2"])
+    assert entry["exception"].startswith("ValueError: no no") and len(entry["exception"]) <= 500
+    assert before <= entry["at"] <= time.time()
+    assert error_log.entries(redis, "2026-01-16", stream=stream) == [], "entries of another day are not this one's"
+
+
 # ---------------------------------------------------------------- the lock and one turn, no worker
 
 
+@pytest.mark.exercises("3.4")
 def test_the_lock_is_refreshed_and_released_only_by_its_owner(redis):
     key, turns = "ch03-test:lock", "ch03-test:turns"
     assert lock.acquire(redis, key, "A", 10_000)
@@ -118,6 +187,7 @@ def test_the_lock_is_refreshed_and_released_only_by_its_owner(redis):
     assert lock.acquire(redis, key, "B", 10_000) and lock.owner(redis, key) == "B"
 
 
+@pytest.mark.exercises("3.4")
 def test_a_turn_is_taken_once_so_a_message_that_runs_twice_starts_no_second_chain(redis):
     key, turns = "ch03-test:lock", "ch03-test:turns"
     assert lock.acquire(redis, key, "A", 10_000)
@@ -134,6 +204,7 @@ def test_a_turn_is_taken_once_so_a_message_that_runs_twice_starts_no_second_chai
     assert not lock.hold(redis, key, "B", 90_000) and redis.pttl(key) <= 60_000
 
 
+@pytest.mark.exercises("3.3", "3.4")
 def test_advance_by_a_stale_owner_is_lost_and_sends_nothing(redis, k, monkeypatch):
     stages.add(redis, k.pending, answer_key.station_ids(10))   # work to do, were the owner still in charge
     sent = []
@@ -150,6 +221,7 @@ def test_advance_by_a_stale_owner_is_lost_and_sends_nothing(redis, k, monkeypatc
     assert [(step.segment.name, owner) for step, owner in sent] == [("fetch", "new-owner")]
 
 
+@pytest.mark.exercises("3.6")
 def test_the_watchdog_leaves_a_day_without_work_idle(redis, k, monkeypatch):
     sent = []
     monkeypatch.setattr(LOOP, "send", lambda *args, **kwargs: sent.append(args))
@@ -165,6 +237,7 @@ def test_the_watchdog_leaves_a_day_without_work_idle(redis, k, monkeypatch):
 # ---------------------------------------------------------------- the loop
 
 
+@loop_exercises
 def test_the_loop_drains_every_station_exactly_once_and_the_results_equal_the_answer_key(
         redis, fake_api, worker, db, k):
     api = fake_api(stations=N, glitch_rate=0.05)
@@ -191,6 +264,7 @@ def test_the_loop_drains_every_station_exactly_once_and_the_results_equal_the_an
     assert not redis.sismember(LOOP.watched, k.day), "nothing left for the watchdog to watch"
 
 
+@loop_exercises
 def test_the_next_segment_starts_only_after_the_last_batch_of_the_one_before(
         redis, fake_api, worker, db, k, monkeypatch):
     use(monkeypatch, batch_size=5)
@@ -223,6 +297,7 @@ def test_the_next_segment_starts_only_after_the_last_batch_of_the_one_before(
 # ---------------------------------------------------------------- one loop per pipeline
 
 
+@loop_exercises
 def test_ten_concurrent_kicks_start_exactly_one_loop(redis, fake_api, worker, db, k, monkeypatch):
     use(monkeypatch, batch_size=5)
     api = fake_api(stations=N)
@@ -263,6 +338,7 @@ def test_ten_concurrent_kicks_start_exactly_one_loop(redis, fake_api, worker, db
     assert_complete_and_correct(redis, k, db, api, answer_key.station_ids(N))
 
 
+@loop_exercises
 def test_stop_ends_the_loop_after_the_batch_in_flight_and_kick_resumes_it_to_a_complete_run(
         redis, fake_api, worker, db, k, monkeypatch):
     use(monkeypatch, batch_size=5)
@@ -306,6 +382,7 @@ def test_stop_ends_the_loop_after_the_batch_in_flight_and_kick_resumes_it_to_a_c
     assert_complete_and_correct(redis, k, db, api, ids)
 
 
+@loop_exercises
 def test_a_kick_racing_the_end_of_a_loop_never_strands_work_200_trials_no_beat(
         redis, fake_api, worker, db, k, monkeypatch):
     """A one-batch day; when its persist starts, a second station arrives with a kick, 0-12 ms later:
@@ -354,6 +431,7 @@ def test_a_kick_racing_the_end_of_a_loop_never_strands_work_200_trials_no_beat(
     assert len(database.rows(db, days[0])) == 2
 
 
+@loop_exercises
 def test_a_poison_station_is_found_by_halving_and_set_aside_while_the_day_goes_on(
         redis, fake_api, worker, db, k):
     ids = answer_key.station_ids(N)
@@ -381,6 +459,8 @@ def test_a_poison_station_is_found_by_halving_and_set_aside_while_the_day_goes_o
 # ---------------------------------------------------------------- a loop that dies silently
 
 
+@loop_exercises
+@pytest.mark.exercises("3.6")
 def test_a_handler_that_raises_once_kills_the_loop_silently_and_the_watchdog_restores_it(
         redis, fake_api, worker, db, k, monkeypatch):
     use(monkeypatch, batch_size=5, ch03_lock_ttl=3, beat_interval=0.5)
@@ -420,6 +500,8 @@ def test_a_handler_that_raises_once_kills_the_loop_silently_and_the_watchdog_res
 # ---------------------------------------------------------------- secondary work on signals
 
 
+@loop_exercises
+@pytest.mark.exercises("3.2")
 def test_the_error_log_and_the_history_match_the_injected_faults(redis, fake_api, worker, db, k, monkeypatch):
     # 5xx, broken bodies, and responses slower than the client's timeout (a wide margin: the
     # timeout is generous, so only the injected slow ones time out, even on a busy machine; they
@@ -458,6 +540,7 @@ def test_the_error_log_and_the_history_match_the_injected_faults(redis, fake_api
 # ---------------------------------------------------------------- real worker processes
 
 
+@loop_exercises
 def test_with_two_worker_processes_still_one_loop_and_a_complete_run(
         redis, fake_api, db, k, worker_processes, beat_process, monkeypatch):
     """Two `celery worker` processes (prefork, two pool processes each) and a real beat running the

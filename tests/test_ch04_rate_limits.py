@@ -37,6 +37,9 @@ from ch04_rate_limits.app import app
 
 DAY = "2026-01-15"
 APP = "ch04_rate_limits.app"
+# A whole day touches every exercise: the limiter, the pause and Retry-After (on a 429), the reaper.
+EXERCISES = ("4.1", "4.2", "4.3", "4.4")
+all_exercises = pytest.mark.exercises(*EXERCISES)
 
 
 def redis_now(r) -> float:
@@ -788,6 +791,7 @@ def served(stats: dict) -> Counter:
     return Counter({station: n - timed_out[station] for station, n in stats["fetches"].items()})
 
 
+@all_exercises
 def test_a_clean_day_is_complete_and_correct_with_no_429(redis, fake_api, worker_processes, use):
     use(API_RATE=20, API_BURST=10)
     api = fake_api()
@@ -837,6 +841,7 @@ def a_seed_with_both_kinds_of_dead_letter() -> int:
     raise AssertionError("no seed below 5000 gives both kinds of dead letter")
 
 
+@all_exercises
 def test_a_faulty_day_every_station_done_once_or_dead_lettered_with_the_apis_reason(
         redis, fake_api, worker_processes, use):
     seed = a_seed_with_both_kinds_of_dead_letter()
@@ -877,6 +882,7 @@ def mid_batch(r, workers) -> tuple[int, int] | None:
     return None
 
 
+@all_exercises
 def test_a_worker_process_killed_mid_batch_loses_nothing_and_nothing_is_done_twice(
         redis, fake_api, worker_processes, use):
     # A slow limit, so a batch spends most of its time in the worker: waiting for its slot.
@@ -905,6 +911,7 @@ def test_a_worker_process_killed_mid_batch_loses_nothing_and_nothing_is_done_twi
     assert len(twice) <= BATCH and all(fetches[s] == 2 for s in twice), "at most the killed batch, once more"
 
 
+@all_exercises
 def test_a_whole_worker_killed_mid_batch_its_leases_expire_and_the_batch_comes_back(
         redis, fake_api, worker_processes, beat_process, use):
     """SIGKILL a worker and its pool: its message stays unacknowledged for the visibility timeout (an hour);
@@ -932,6 +939,7 @@ def test_a_whole_worker_killed_mid_batch_its_leases_expire_and_the_batch_comes_b
     assert sum(n - 1 for n in fetches.values()) <= BATCH, "at most the lost batch fetched again"
 
 
+@all_exercises
 def test_a_429_storm_pauses_the_loop_which_then_completes_within_the_new_limit(
         redis, fake_api, worker_processes, use):
     use(API_RATE=5, API_BURST=5)

@@ -27,7 +27,9 @@ from ch03_signals import error_log, history
 from ch04_rate_limits import dead_letters, keys, pipeline, retries
 
 from own_redis import OwnRedis
-from test_ch04_rate_limits import APP, BATCH, DAY, N, TIMEOUT, run_day, served, use  # noqa: F401 (use: a fixture)
+from test_ch04_rate_limits import APP, EXERCISES, BATCH, DAY, N, TIMEOUT, run_day, served, use  # noqa: F401 (use: a fixture)
+
+pytestmark = pytest.mark.exercises(*EXERCISES)   # every test here runs whole days
 
 TESTS = Path(__file__).parent
 SABOTAGE = "sabotage"

@@ -9,6 +9,8 @@ finishes, a NotImplementedError deep in a worker's log). So:
   chapters/ (the `raise NotImplementedError("exercise N.M: ...")` build wrote);
 - `refusal(...)`: the one sentence that says which, and the command that fixes it
   (raised by `require_earlier`, which a notebook's `lab.setup(chapter=N)` calls);
+- `not_done(stubs)`: the same for the current chapter, per test:
+  a test marked `@pytest.mark.exercises("3.3")` fails at once, naming the stub;
 - `catch_up(root, N)`: copy the solutions of chapters 1..N-1 into chapters/, each
   file the attendee had first copied to chapters/.backup/<time>/ (nothing lost).
 
@@ -67,6 +69,14 @@ def refusal(stubs: list[Stub], chapter: int) -> str:
             f"done yet{more}: finish it, or run `make catch-up CHAPTER={chapter}` (python -m workshop catch-up "
             f"{chapter}) to copy in the solutions of chapters 1-{chapter - 1}; your files are kept in "
             f"chapters/{BACKUP}/.")
+
+
+def not_done(stubs: list[Stub]) -> str:
+    """One sentence for a test of the current chapter whose exercises are still stubs: which, and where."""
+    first = stubs[0]
+    more = f" (and {', '.join(s.id for s in stubs[1:])}, which it needs too)" if len(stubs) > 1 else ""
+    return (f"This test checks exercise {first.id} in {first.path}, which is still a stub{more}: fill it in "
+            f"(the chapter's README has hints), then run the tests again.")
 
 
 class EarlierChapterUnfinished(RuntimeError):

@@ -38,8 +38,8 @@ def connect(db: str | os.PathLike | None = None) -> sqlite3.Connection:
 
 def upsert(conn: sqlite3.Connection, summaries: list[dict]) -> None:
     """Write each summary; a (station, date) already there is updated, not duplicated or refused."""
-    # exercise 2.3: executemany one INSERT INTO TABLE (COLUMNS) VALUES (:station, ...) ... ON CONFLICT (station, date) DO UPDATE SET col = excluded.col for the other columns
-    raise NotImplementedError("exercise 2.3: executemany one INSERT INTO TABLE (COLUMNS) VALUES (:station, ...) ... ON CONFLICT (station, date) DO UPDATE SET col = excluded.col for the other columns")
+    # exercise 2.3: one statement for the whole list (executemany): a new (station, date) is inserted, one already there gets every other column from the summary; never a duplicate row, never an error
+    raise NotImplementedError("exercise 2.3: one statement for the whole list (executemany): a new (station, date) is inserted, one already there gets every other column from the summary; never a duplicate row, never an error")
 
 
 def rows(db: str | os.PathLike | None = None, day: str | None = None) -> list[dict]:

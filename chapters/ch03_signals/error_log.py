@@ -1,10 +1,11 @@
 # Exercise copy of solutions/ch03_signals/error_log.py, made by `python -m workshop exercises build`.
-# Nothing to fill in here; it is part of the chapter's code. Change the solution, not this copy.
+# Fill in each region marked "exercise N.M"; run this chapter's tests with --target chapters to check it.
 """Secondary work on signals: an error log of every failed batch task.
 
 `task_failure` runs in the worker's pool process when a task raises; this
 handler appends one entry to a Redis stream: task, task_id, day, the station
-batch, the exception, and the time. Nothing in the pipeline writes to it.
+batch, the exception, and the time. Nothing in the pipeline writes to it, and
+nothing here connects at import: `connect` is called by handlers.py.
 """
 from __future__ import annotations
 
@@ -18,8 +19,6 @@ from celery.signals import task_failure
 
 from workshop.celery_app import redis_client
 
-from . import tasks
-
 ERRORS = "ch03:errors"
 MAXLEN = 100_000
 
@@ -31,15 +30,9 @@ def connect(*batch_tasks: Task, stream: str = ERRORS) -> None:
 
 
 def _on_failure(sender: Task, task_id: str, exception: BaseException, args=(), stream: str = ERRORS, **_) -> None:
-    batch = args[0] if args and isinstance(args[0], list) else []
-    redis_client().xadd(stream, {
-        "task": sender.name.rsplit(".", 1)[-1],
-        "task_id": task_id,
-        "day": args[1] if len(args) > 1 else "",
-        "batch": json.dumps(batch),
-        "exception": f"{type(exception).__name__}: {exception}"[:500],
-        "at": repr(time.time()),
-    }, maxlen=MAXLEN, approximate=True)
+    """task_failure's receiver: Celery passes the task object as `sender` and the failure as keywords."""
+    # exercise 3.2: append ONE entry to `stream` per failed batch task, with the fields `entries` reads back (task: the task's short name, task_id, day, batch as JSON, exception as "Type: message" within 500 characters, at: epoch seconds); keep the stream near MAXLEN entries
+    raise NotImplementedError('exercise 3.2: append ONE entry to `stream` per failed batch task, with the fields `entries` reads back (task: the task\'s short name, task_id, day, batch as JSON, exception as "Type: message" within 500 characters, at: epoch seconds); keep the stream near MAXLEN entries')
 
 
 def entries(r: redis.Redis, day: str | None = None, stream: str = ERRORS) -> list[dict]:
@@ -50,5 +43,3 @@ def entries(r: redis.Redis, day: str | None = None, stream: str = ERRORS) -> lis
             rows.append({**fields, "id": entry_id, "batch": json.loads(fields["batch"]), "at": float(fields["at"])})
     return rows
 
-
-connect(*tasks.BATCH_TASKS)

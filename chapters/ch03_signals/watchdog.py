@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 def check_day(r: redis.Redis, loop: Loop, day: str) -> str:
     """Look after one day's loop: "stopped", "running", "idle" (no work: forgotten) or "restarted"."""
     k = loop.keys(day)
-    # exercise 3.4: stop switch set -> "stopped"; lock there -> "running"; loop.next_step(r, day) is None -> loop.unwatch(r, day), "idle"; else loop.start(r, day) (None: someone was quicker -> "running"), INCR k.restarts, "restarted"
-    raise NotImplementedError('exercise 3.4: stop switch set -> "stopped"; lock there -> "running"; loop.next_step(r, day) is None -> loop.unwatch(r, day), "idle"; else loop.start(r, day) (None: someone was quicker -> "running"), INCR k.restarts, "restarted"')
+    # exercise 3.6: restart a loop that died with work left (and count it in k.restarts); never one stopped on purpose, never while the lock lives, never a second loop; a day without work is no longer watched
+    raise NotImplementedError("exercise 3.6: restart a loop that died with work left (and count it in k.restarts); never one stopped on purpose, never while the lock lives, never a second loop; a day without work is no longer watched")
 
 
 def check(r: redis.Redis, loop: Loop) -> dict[str, str]:

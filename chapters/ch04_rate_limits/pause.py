@@ -1,5 +1,5 @@
 # Exercise copy of solutions/ch04_rate_limits/pause.py, made by `python -m workshop exercises build`.
-# Nothing to fill in here; it is part of the chapter's code. Change the solution, not this copy.
+# Fill in each region marked "exercise N.M"; run this chapter's tests with --target chapters to check it.
 """A 429 pauses the whole loop, every worker, for at least Retry-After.
 
 One worker gets the 429; all of them must stop, or the others keep spending
@@ -26,34 +26,28 @@ KEEP = 200   # pause records kept, for the notebook and the tests
 
 # KEYS[1] pause, KEYS[2] limiter state (TAT), KEYS[3] limit; ARGV[1] the pause in ms.
 # Returns the ms the loop is now paused for (this pause or a longer one already set).
-_PAUSE = """
+_PROLOGUE = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local until_ms = now + tonumber(ARGV[1])
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if until_ms > current then
-  redis.call('SET', KEYS[1], string.format('%.3f', until_ms), 'PX', math.ceil(until_ms - now))
-else
-  until_ms = current
-end
-local limit = redis.call('HMGET', KEYS[3], 'rate', 'burst')
-if limit[1] and limit[2] then
-  -- The TAT that lets exactly one request go at until_ms: the bucket restarts empty.
-  local empty = until_ms + (1000 / tonumber(limit[1])) * (tonumber(limit[2]) - 1)
-  local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if empty > tat then
-    redis.call('SET', KEYS[2], string.format('%.3f', empty), 'PX', math.ceil(empty - now) + 1000)
-  end
-end
-return math.ceil(until_ms - now)
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000      -- ms, on Redis's clock, as the limiter's
+local asked = tonumber(ARGV[1])
 """
+
+
+def pause_core() -> str:
+    """The pause, in Lua: with `now` and `asked` (ms) known, pause everyone and answer the ms paused for."""
+    # exercise 4.2: return the Lua: every worker waits at least `asked` ms from now: KEYS[1] holds "paused until" (ms, Redis's clock), only ever moved later and gone when it passed; when the limit (KEYS[3]: rate, burst) is set, the limiter's TAT (KEYS[2]) lets exactly one request go when the pause ends (never moved earlier); return the ms the loop is now paused for
+    raise NotImplementedError('exercise 4.2: return the Lua: every worker waits at least `asked` ms from now: KEYS[1] holds "paused until" (ms, Redis\'s clock), only ever moved later and gone when it passed; when the limit (KEYS[3]: rate, burst) is set, the limiter\'s TAT (KEYS[2]) lets exactly one request go when the pause ends (never moved earlier); return the ms the loop is now paused for')
+
+
+def pause_script() -> str:
+    return _PROLOGUE + pause_core()
 
 
 def pause(r: redis.Redis, seconds: float, why: str = "", name: str = API) -> float:
     """Pause every worker for at least `seconds`; returns the seconds the loop is now paused for."""
     k = ApiKeys(name)
     ms = max(1, int(seconds * 1000 + 0.999))   # round up: at least what was asked
-    paused_ms = int(r.register_script(_PAUSE)(keys=[k.pause, k.state, k.limit], args=[ms]))
+    paused_ms = int(r.register_script(pause_script())(keys=[k.pause, k.state, k.limit], args=[ms]))
     record = {"at": time.time(), "asked": seconds, "paused_for": paused_ms / 1000, "why": why}
     with r.pipeline(transaction=False) as p:
         p.rpush(k.pauses, json.dumps(record))

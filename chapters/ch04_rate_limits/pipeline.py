@@ -17,7 +17,7 @@ import dataclasses
 import redis
 
 from ch02_segmented import keys as segment_keys, pipeline as segment_pipeline
-from ch03_signals import history, error_log, pipeline as ch03_pipeline
+from ch03_signals import pipeline as ch03_pipeline
 from workshop import settings as settings_mod
 
 from . import dead_letters, limiter, safety, tasks
@@ -25,7 +25,7 @@ from .app import app
 from .keys import API, ApiKeys, for_day
 from .loop import LeasedLoop
 
-HISTORY, ERRORS = "ch04:history", "ch04:errors"
+HISTORY, ERRORS = "ch04:history", "ch04:errors"   # chapter 3's history and error log, our streams (handlers.py)
 
 
 def api_batch_size() -> int:
@@ -41,11 +41,6 @@ def segments(fetch_task) -> tuple:
 LOOP = LeasedLoop("ch04", segments(tasks.fetch_batch), tick=tasks.tick)
 PER_WORKER_LOOP = LeasedLoop("ch04-per-worker", segments(tasks.fetch_batch_per_worker), tick=tasks.tick)
 LOOPS = {"global": LOOP, "per-worker": PER_WORKER_LOOP}
-for _loop in LOOPS.values():
-    _loop.connect()
-# Chapter 3's secondary work, on this app's tasks: untouched, only pointed at our streams.
-history.connect(*tasks.BATCH_TASKS, stream=HISTORY)
-error_log.connect(*tasks.BATCH_TASKS, stream=ERRORS)
 
 
 def prepare(r: redis.Redis, limit: limiter.Limit | None = None, loop: LeasedLoop = LOOP) -> limiter.Limit:

@@ -40,7 +40,7 @@ def utilisation(stats: dict, seconds: float | None = None) -> float:
     1.0 means every request the API would have taken was used; 0.2 means 80% of
     the budget went unused. A burst can push it a little above 1 over a short run.
     """
-    # >>> exercise 1.3: accepted requests per second over `seconds` (default: wall_seconds(stats)), divided by the API's rate in stats["config"]; 0.0 when no time passed
+    # >>> exercise 1.3: the share of the API's rate (stats["config"]["rate"], requests/s) that accepted requests used over `seconds` (default: wall_seconds(stats)); 0.0 when no time passed
     if seconds is None:
         seconds = wall_seconds(stats)
     if seconds <= 0:

@@ -58,7 +58,7 @@ def take_slice(r: redis.Redis, day: str, size: int) -> tuple[int, list[str]]:
     Taking only reads: the cursor moves when the run ends (see run_slice), so
     every run that starts before then takes the very same slice.
     """
-    # >>> exercise 1.1: read the cursor (0 when it is not set yet) and return it with the next `size` ids of the day's list (LRANGE)
+    # >>> exercise 1.1: the cursor (0 before the first run) and the `size` station ids of the day's list that start at it (fewer at the end, none past it); reads only: the cursor does not move here
     start = int(r.get(key(day, "cursor")) or 0)
     return start, r.lrange(key(day, "stations"), start, start + size - 1)
     # <<<
@@ -76,7 +76,7 @@ def run_slice() -> dict:
     with runs.recorded(r, day) as run:
         day_stations(r, day, settings)                                          # discover
         start, ids = run.took(*take_slice(r, day, settings.slice_size))
-        # >>> exercise 1.2: per station: fetch_readings([station], day, settings), summarise, HSET it as JSON (+1 progress if new), run.done += 1; in `finally` SET the cursor past the slice
+        # >>> exercise 1.2: fetch, summarise and store each station of the slice, one API request per station; `run.done` counts them and the day's progress counts each summary stored for the first time; the cursor ends past the slice even when a station fails (the error still ends the run)
         try:
             for station in ids:
                 readings = fetch_readings([station], day, settings)[station]   # fetch: one call per station

@@ -47,7 +47,7 @@ def record_failure(r, k: keys.Keys, batch: list[str], error: Exception) -> None:
 def fetch_batch(batch: list[str], day: str) -> dict:
     """Fetch one batch (ids only came through the broker) and move it pending -> fetched."""
     r, k = redis_client(), keys.Keys(day)
-    # >>> exercise 2.1: fetch_readings(batch, day); on API_ERRORS: record_failure, return {"day": day, "done": 0, "failed": len(batch)} (nothing moves); else ONE MULTI pipeline: per station SET k.raw(station) (JSON, ex=keys.RAW_TTL), then stages.move(p, k.pending, k.fetched, batch) and HDEL the batch from k.fetch_errors
+    # >>> exercise 2.1: fetch the batch in one request; an API error (API_ERRORS) is recorded (record_failure) and moves nothing; otherwise every station's raw readings (JSON, expiring after keys.RAW_TTL) and its move pending -> fetched (stages.move), with its old fetch error cleared, land in ONE transaction: all or nothing; return the counts
     try:
         readings = fetch_readings(batch, day)
         payloads = {station: json.dumps(readings[station]) for station in batch}

@@ -32,7 +32,7 @@ def transform_batch(batch: list[str], day: str) -> dict:
     r, k = redis_client(), keys.Keys(day)
     raws = r.mget([k.raw(station) for station in batch])
     expired = [station for station, raw in zip(batch, raws) if raw is None]
-    # >>> exercise 2.2: summaries = {station: json.dumps(summarise(station, day, readings))} for each station with raw readings; in ONE MULTI pipeline: HSET k.summaries mapping=summaries, stages.move them k.fetched -> k.transformed and the expired k.fetched -> k.pending
+    # >>> exercise 2.2: in ONE transaction, the summary (JSON) of every station whose raw readings are still there is in k.summaries and the station moved fetched -> transformed; a station whose readings expired goes back fetched -> pending
     summaries = {station: json.dumps(summarise(station, day, json.loads(raw)))
                  for station, raw in zip(batch, raws) if raw is not None}
     with r.pipeline() as p:   # MULTI/EXEC: summaries written and ids moved together

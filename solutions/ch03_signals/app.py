@@ -4,8 +4,9 @@
     celery -A ch03_signals.app beat             # only for the watchdog; no schedule drives the work
 
 The modules in `include` are imported by every worker when it starts: the tasks,
-and the modules that hang handlers on their signals (the loop, the history, the
-error log). They import this module, not the other way round.
+the handlers (handlers.py connects the loop, the history and the error log to
+the tasks' signals) and the watchdog. They import this module, not the other way
+round.
 """
 from __future__ import annotations
 
@@ -16,9 +17,7 @@ WATCHDOG = "ch03_signals.watchdog"
 
 app = make_app("ch03_signals", include=[
     "ch03_signals.tasks",       # the batch tasks
-    "ch03_signals.pipeline",    # the loop: task_success / task_failure send the next batch
-    "ch03_signals.history",     # task_prerun / task_postrun: per-task history
-    "ch03_signals.error_log",   # task_failure: the error log
+    "ch03_signals.handlers",    # the loop, the history and the error log, on the tasks' signals
     "ch03_signals.watchdog",    # the beat task that restarts a dead loop
 ])
 

@@ -2,7 +2,8 @@
 
 `task_failure` runs in the worker's pool process when a task raises; this
 handler appends one entry to a Redis stream: task, task_id, day, the station
-batch, the exception, and the time. Nothing in the pipeline writes to it.
+batch, the exception, and the time. Nothing in the pipeline writes to it, and
+nothing here connects at import: `connect` is called by handlers.py.
 """
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ from celery.signals import task_failure
 
 from workshop.celery_app import redis_client
 
-from . import tasks
-
 ERRORS = "ch03:errors"
 MAXLEN = 100_000
 
@@ -29,6 +28,8 @@ def connect(*batch_tasks: Task, stream: str = ERRORS) -> None:
 
 
 def _on_failure(sender: Task, task_id: str, exception: BaseException, args=(), stream: str = ERRORS, **_) -> None:
+    """task_failure's receiver: Celery passes the task object as `sender` and the failure as keywords."""
+    # >>> exercise 3.2: append ONE entry to `stream` per failed batch task, with the fields `entries` reads back (task: the task's short name, task_id, day, batch as JSON, exception as "Type: message" within 500 characters, at: epoch seconds); keep the stream near MAXLEN entries
     batch = args[0] if args and isinstance(args[0], list) else []
     redis_client().xadd(stream, {
         "task": sender.name.rsplit(".", 1)[-1],
@@ -38,6 +39,7 @@ def _on_failure(sender: Task, task_id: str, exception: BaseException, args=(), s
         "exception": f"{type(exception).__name__}: {exception}"[:500],
         "at": repr(time.time()),
     }, maxlen=MAXLEN, approximate=True)
+    # <<<
 
 
 def entries(r: redis.Redis, day: str | None = None, stream: str = ERRORS) -> list[dict]:
@@ -48,5 +50,3 @@ def entries(r: redis.Redis, day: str | None = None, stream: str = ERRORS) -> lis
             rows.append({**fields, "id": entry_id, "batch": json.loads(fields["batch"]), "at": float(fields["at"])})
     return rows
 
-
-connect(*tasks.BATCH_TASKS)

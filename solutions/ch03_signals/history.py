@@ -2,8 +2,8 @@
 
 `task_prerun` notes when a task starts (in the process that runs it);
 `task_postrun` appends one entry to a Redis stream when it ends, whatever the
-outcome. The tasks and the loop do not know this exists: remove the module from
-the app's `include` and they run the same.
+outcome. The tasks and the loop do not know this exists: drop its line from
+handlers.py and they run the same.
 
 An entry: task, task_id, parent_id (the task whose handler sent it), owner (the
 loop's token, from the message headers), day, stations, first, last, state,
@@ -23,7 +23,7 @@ from celery.signals import task_postrun, task_prerun
 from ch02_segmented import keys as segment_keys, stages
 from workshop.celery_app import redis_client
 
-from . import loop, tasks
+from . import loop
 
 HISTORY = "ch03:history"
 MAXLEN = 100_000   # a stream is trimmed, not grown forever (approximately: cheap)
@@ -94,5 +94,3 @@ def iterations(r: redis.Redis, day: str, timeout: float = 10.0, stream: str = HI
     return wait(r, day, lambda rows: sum(e["stations"] for e in rows if e["task"] == "persist_batch"
                                          and e["state"] == "SUCCESS") >= persisted, timeout, stream)
 
-
-connect(*tasks.BATCH_TASKS)

@@ -50,7 +50,7 @@ def refresh(r: redis.Redis, key: str, turns: str, owner: str, chain: str, turn: 
     The chain moves on to turn + 1, whose message will carry `task_id`; the lock lives
     at least `ttl_ms` more (never shortened: a retry's countdown may hold it longer).
     """
-    # >>> exercise 3.2: ONE Lua script via r.eval(script, 2, key, turns, owner, chain, turn, task_id, ttl_ms): GET KEYS[1] ~= ARGV[1] -> return 0; HGET KEYS[2] ARGV[2] (nil counts as 0) ~= ARGV[3] -> return 0 (a stale turn); HSET KEYS[2] ARGV[2] turn+1 and ARGV[2]..':task' ARGV[4]; PEXPIRE KEYS[1] ARGV[5] unless its PTTL is already longer; return 1 (see HOLD)
+    # >>> exercise 3.4: in ONE atomic step on Redis: True only if `owner` holds the lock and `chain` stands at `turn` (no entry = turn 0); then the chain stands at turn + 1 with `task_id` beside it, and the lock lives at least ttl_ms more (never shortened)
     script = """
     if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
     if tonumber(redis.call('hget', KEYS[2], ARGV[2]) or '0') ~= tonumber(ARGV[3]) then return 0 end

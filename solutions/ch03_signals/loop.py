@@ -168,11 +168,15 @@ class Loop:
         """Hang the handlers on each segment's task. Sender = the task object: only its own ends count.
 
         `@app.task` gives a lazy proxy until the app is finalized; Celery connects a proxy sender
-        once it becomes the task object, so this may run at import, before any configuration."""
+        once it becomes the task object, so this may run at import, before any configuration.
+        A bound method is held weakly by default: `weak=False` keeps it. `dispatch_uid` makes a
+        second call (a module imported twice) replace the first connection, not add one."""
+        # >>> exercise 3.1: on every segment's task, and no other, self.on_success runs when it returns and self.on_failure when it raises; calling connect() again adds no second call per task end
         for segment in self.segments:
             uid = f"{self.name}:{segment.name}"
             task_success.connect(self.on_success, sender=segment.task, weak=False, dispatch_uid=uid + ":ok")
             task_failure.connect(self.on_failure, sender=segment.task, weak=False, dispatch_uid=uid + ":fail")
+        # <<<
 
     def on_success(self, sender: Task, **_) -> None:
         """task_success, in the worker's pool process, once the task returned (no result is stored): next batch."""
@@ -300,7 +304,7 @@ class Loop:
         if self.report_due(k.day):
             self.report(r, k)
         following = turn.next()
-        # >>> exercise 3.1: lock.refresh(r, k.lock, k.turns, owner, turn.chain, turn.number, following.task_id, self.ttl_ms()) False? return "lost"; then loop: stop switch set? ended = self.end(r, k, owner, "stop"); else step = self.next_step(r, k.day): a step? self.send(step, k.day, owner, following, countdown) and return step.segment.name; None? ended = self.end(r, k, owner, "finish"); return `ended` unless it is "again" (a kick came: look again)
+        # >>> exercise 3.3: take this turn with lock.refresh (not ours, or taken already: "lost", send nothing); then the stop switch ends the loop, else send the next step as `following` and return its segment's name, else end it as finished; `end` answering "again" (a kick came) means look again
         if not lock.refresh(r, k.lock, k.turns, owner, turn.chain, turn.number, following.task_id, self.ttl_ms()):
             return "lost"
         while True:
@@ -397,7 +401,7 @@ class Loop:
     def start(self, r: redis.Redis, day=None, **options) -> str | None:
         """Start the loop if none runs: its owner token, or None if one runs already. Keeps the stop switch."""
         k = self.keys(day)
-        # >>> exercise 3.3: owner = uuid.uuid4().hex; lock.acquire(r, k.lock, owner, self.ttl_ms()) failed? return None (a loop runs already); else self.begin(r, k, options), self.advance(r, k.day, owner) (sends the first batch), return owner
+        # >>> exercise 3.5: at most one loop per day, however many start at once: a new owner token takes the lock or we return None; the owner then begins (options, watched) and advances once (the first batch); return the token
         owner = uuid.uuid4().hex
         if not lock.acquire(r, k.lock, owner, self.ttl_ms()):
             return None

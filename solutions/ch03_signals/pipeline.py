@@ -2,9 +2,9 @@
 
     discover (once, by hand)  ->  kick  ->  fetch ... fetch  ->  transform ...  ->  persist ...  ->  done
 
-`LOOP` is the one loop of this app, wired to its tasks' signals when this module
-is imported (a worker imports it at start: see app.py). `run` is the whole day
-from a notebook, the demo or the benchmark: discover, kick, wait.
+`LOOP` is the one loop of this app; handlers.py connects it to its tasks'
+signals in every worker (importing this module connects nothing). `run` is the
+whole day from a notebook, the demo or the benchmark: discover, kick, wait.
 """
 from __future__ import annotations
 
@@ -36,7 +36,6 @@ def segments(fetch_task, transform_task, persist_task) -> tuple[Segment, ...]:
 
 
 LOOP = Loop("ch03", segments(tasks.fetch_batch, tasks.transform_batch, tasks.persist_batch))
-LOOP.connect()
 
 
 def kick(r: redis.Redis, day=None, db: str | None = None) -> str | None:

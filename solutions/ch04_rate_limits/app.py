@@ -3,9 +3,9 @@
     celery -A ch04_rate_limits.app worker -c 1     # as many as you like, on as many hosts: one limit
     celery -A ch04_rate_limits.app beat            # only for the watchdog
 
-Every worker imports the modules in `include` at start: the tasks, and the
-modules that hang handlers on their signals (the loops, chapter 3's history and
-error log, pointed at this app's tasks), and the watchdog.
+Every worker imports the modules in `include` at start: the tasks, the handlers
+(handlers.py: the loops, chapter 3's history and error log, pointed at this
+app's tasks), and the watchdog.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ WATCHDOG = "ch04_rate_limits.watchdog"
 
 app = make_app("ch04_rate_limits", **safety.CRASH_SAFE, include=[
     "ch04_rate_limits.tasks",
-    "ch04_rate_limits.pipeline",
+    "ch04_rate_limits.handlers",   # both loops, chapter 3's history and error log, on the tasks' signals
     "ch04_rate_limits.watchdog",
 ])
 

@@ -183,7 +183,7 @@ def release(r: redis.Redis, k: Keys, stations: list[str], holder: str, *, prefix
 def reaper_script() -> str:
     """Lua: move every station whose lease deadline has passed from in flight (KEYS[1]) back to pending
     (KEYS[2]), and forget its holder (KEYS[3]): a message of the old holder is stale from then on."""
-    # >>> exercise 4.3: return the Lua: now (ms) from TIME; ids = ZRANGE KEYS[1] -inf now BYSCORE LIMIT 0 ARGV[1] (ZRANGEBYSCORE's replacement since Redis 6.2); per id ZREM it from KEYS[1], HDEL it from KEYS[3] (its holder) and ZADD it to KEYS[2] with score 0 (a stage); return ids
+    # >>> exercise 4.4: return the Lua: at most ARGV[1] stations whose deadline (score in KEYS[1], ms on Redis's clock) has passed leave in flight, lose their holder (KEYS[3]) and are back in pending (KEYS[2], a stage: score 0), all in one step; return their ids
     return """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000

@@ -152,7 +152,7 @@ local burst = tonumber(limit[2])
 
 def gcra_core() -> str:
     """The algorithm, in Lua: with `now`, `interval` and `burst` known, answer 0 (go) or the ms to wait."""
-    # >>> exercise 4.1: return the Lua: tat = max(GET KEYS[1] (or 0), now); wait = tat - interval*(burst-1) - now; wait > 0: return math.ceil(wait); else SET KEYS[1] to tat + interval (PX: until then, plus a margin) and return 0
+    # >>> exercise 4.1: return the Lua of GCRA: with the theoretical arrival time (TAT, in KEYS[1], ms) no more than a burst of intervals ahead of now, this request takes the next slot (TAT moves one interval on, the key expires once it is of no use) and the answer is 0; otherwise nothing changes and the answer is the ms until a slot frees (> 0)
     return """
 local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
 local wait = tat - interval * (burst - 1) - now                   -- > 0: more than a burst ahead

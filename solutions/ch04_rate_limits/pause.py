@@ -24,15 +24,23 @@ KEEP = 200   # pause records kept, for the notebook and the tests
 
 # KEYS[1] pause, KEYS[2] limiter state (TAT), KEYS[3] limit; ARGV[1] the pause in ms.
 # Returns the ms the loop is now paused for (this pause or a longer one already set).
-_PAUSE = """
+_PROLOGUE = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local until_ms = now + tonumber(ARGV[1])
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000      -- ms, on Redis's clock, as the limiter's
+local asked = tonumber(ARGV[1])
+"""
+
+
+def pause_core() -> str:
+    """The pause, in Lua: with `now` and `asked` (ms) known, pause everyone and answer the ms paused for."""
+    # >>> exercise 4.2: return the Lua: every worker waits at least `asked` ms from now: KEYS[1] holds "paused until" (ms, Redis's clock), only ever moved later and gone when it passed; when the limit (KEYS[3]: rate, burst) is set, the limiter's TAT (KEYS[2]) lets exactly one request go when the pause ends (never moved earlier); return the ms the loop is now paused for
+    return """
+local until_ms = now + asked
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if until_ms > current then
   redis.call('SET', KEYS[1], string.format('%.3f', until_ms), 'PX', math.ceil(until_ms - now))
 else
-  until_ms = current
+  until_ms = current                                              -- a longer pause stands
 end
 local limit = redis.call('HMGET', KEYS[3], 'rate', 'burst')
 if limit[1] and limit[2] then
@@ -45,13 +53,18 @@ if limit[1] and limit[2] then
 end
 return math.ceil(until_ms - now)
 """
+    # <<<
+
+
+def pause_script() -> str:
+    return _PROLOGUE + pause_core()
 
 
 def pause(r: redis.Redis, seconds: float, why: str = "", name: str = API) -> float:
     """Pause every worker for at least `seconds`; returns the seconds the loop is now paused for."""
     k = ApiKeys(name)
     ms = max(1, int(seconds * 1000 + 0.999))   # round up: at least what was asked
-    paused_ms = int(r.register_script(_PAUSE)(keys=[k.pause, k.state, k.limit], args=[ms]))
+    paused_ms = int(r.register_script(pause_script())(keys=[k.pause, k.state, k.limit], args=[ms]))
     record = {"at": time.time(), "asked": seconds, "paused_for": paused_ms / 1000, "why": why}
     with r.pipeline(transaction=False) as p:
         p.rpush(k.pauses, json.dumps(record))

@@ -101,7 +101,7 @@ def _fallback(value: str | None, fallback: float, longest: float) -> RetryAfter:
 def parse(value: str | None, now: float | None = None, fallback: float = FALLBACK,
           longest: float = LONGEST) -> RetryAfter:
     """The wait a Retry-After header asks for, in seconds from `now` (default: time.time()), at most `longest`."""
-    # >>> exercise 4.2: strip " \t"; ASCII digits only (_DELAY_SECONDS.fullmatch) -> delay-seconds; else _http_date(text, now) -> seconds from now, at least 0 -> http-date; None there (or no header) -> _fallback(value, fallback, longest), which logs the junk; cap every wait at `longest`
+    # >>> exercise 4.3: delay-seconds (ASCII digits, no sign, no fraction) or an HTTP-date in GMT (_http_date), as the seconds to wait from `now`, never below 0 nor above `longest`; anything else, or no header, is the fallback wait (_fallback, which logs junk); the RetryAfter says which form was read
     text = (value or "").strip(_OWS)
     if _DELAY_SECONDS.fullmatch(text):
         return RetryAfter(min(float(text), longest), "delay-seconds", value)
