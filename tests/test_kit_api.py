@@ -682,3 +682,77 @@ def test_every_answer_is_counted_by_status_only(api, client):
     assert stats["by_status"] == {str(status): n for status, n in seen.items()}
     assert (stats["accepted"], stats["rate_limited"], stats["fetches"], stats["fault_log"]) == (0, 0, {}, [])
     assert stats["faults"] == {"error": 0, "slow": 0, "malformed": 0, "glitch": 0}
+
+
+# --------------------------------------------------------------------------- glitch log and bill
+
+def test_the_glitch_log_lists_each_glitch_served_once_with_how_often(client):
+    kinds = stations.GLITCH_KINDS
+    with ApiServer(make_config(glitch_rate=0.05, glitch_kinds=kinds)) as api:
+        ids = stations.station_ids(100)
+        for start in range(0, 100, 50):
+            get_readings(client, api, ids[start:start + 50]).raise_for_status()
+        get_readings(client, api, ids[:10]).raise_for_status()   # served again
+        stats = api.stats()
+    truth = [g for s in ids for g in stations.glitches(7, s, DAY, 0.05, kinds)]
+    logged = stats["glitch_log"]
+    assert sorted((g["station"], g["hour"], g["kind"], g["value"]) for g in logged) == \
+           sorted((g["station"], g["hour"], g["kind"], g["value"]) for g in truth)
+    assert {g["served"] for g in logged if g["station"] in ids[:10]} == {2}
+    assert stats["faults"]["glitch"] == len(truth) + sum(g["station"] in ids[:10] for g in truth)
+
+
+def test_a_gap_is_an_hour_missing_from_the_readings(client):
+    with ApiServer(make_config(glitch_rate=0.1, glitch_kinds=("gap",))) as api:
+        body = get_readings(client, api, stations.station_ids(20)).json()
+    gaps = {g["hour"] for g in stations.glitches(7, "WX00003", DAY, 0.1, ("gap",))}
+    assert gaps and [r["hour"] for r in body["readings"]["WX00003"]] == [h for h in range(24) if h not in gaps]
+
+
+def test_the_bill_charges_each_success_its_request_and_stations_by_default(client):
+    with ApiServer(make_config(price_request=0.01, price_station=0.001, error_rate=0.3)) as api:
+        answers = [get_readings(client, api, stations.station_ids(n, start=10 * i)).status_code
+                   for i, n in enumerate([5, 10, 1, 50, 20, 7, 3, 9] * 3)]
+        client.get(f"{api.url}/stations", timeout=5).raise_for_status()
+        stats = api.stats()
+    sizes = [5, 10, 1, 50, 20, 7, 3, 9] * 3
+    ok = [n for n, status in zip(sizes, answers) if status == 200]
+    assert 0 < len(ok) < len(sizes)   # some 5xx, which are not billed under "2xx"
+    bill = stats["bill"]
+    assert bill["total_micro"] == sum(10_000 + 1_000 * n for n in ok) + 10_000
+    assert bill["billed_requests"] == len(ok) + 1
+    assert set(bill["by_status"]) == {"200"} and bill["by_day"]["listing"] == 0.01
+    assert bill["by_day"][DAY] == pytest.approx(sum(0.01 + 0.001 * n for n in ok))
+
+
+def test_billed_all_charges_429s_and_5xx_their_request_only(client):
+    with ApiServer(make_config(price_request=0.01, price_station=0.001, error_rate=0.5, billed="all",
+                               rate=1, burst=3)) as api:
+        answers = Counter(get_readings(client, api, stations.station_ids(4, start=4 * i)).status_code
+                          for i in range(8))
+        stats = api.stats()
+    assert answers[429] and sum(n for status, n in answers.items() if status >= 500)
+    billed_ok = answers[200] * (10_000 + 4_000)
+    assert stats["bill"]["total_micro"] == billed_ok + 10_000 * (8 - answers[200])
+    assert stats["bill"]["billed_requests"] == 8
+
+
+def test_a_request_without_the_key_is_never_billed(api):
+    requests.get(f"{api.url}/readings", params={"stations": "WX00001", "date": DAY}, timeout=5)
+    assert api.stats()["bill"]["total_micro"] == 0
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"glitch_kinds": ["wobble"]}, "glitch_kinds"), ({"glitch_kinds": []}, "glitch_kinds"),
+    ({"price_request": -1}, "price_request"), ({"billed": "some"}, "billed"),
+])
+def test_billing_and_glitch_settings_are_validated(changes, field):
+    with pytest.raises(ValueError, match=field):
+        make_config(**changes)
+
+
+def test_the_kit_settings_know_the_same_glitch_kinds():
+    assert settings.GLITCH_KINDS == stations.GLITCH_KINDS
+    assert settings.load({"API_GLITCH_KINDS": "spike, gap"}).api_glitch_kinds == ("spike", "gap")
+    with pytest.raises(settings.SettingsError, match="API_GLITCH_KINDS"):
+        settings.load({"API_GLITCH_KINDS": "spike,wobble"})

@@ -64,3 +64,42 @@ def test_summary_is_the_same_for_a_date_object_and_its_text(day):
     import datetime as dt
     assert (stations.expected_summary("WX00002", dt.date.fromisoformat(day), seed=1)
             == stations.expected_summary("WX00002", day, seed=1))
+
+
+ALL_KINDS = stations.GLITCH_KINDS
+
+
+def test_every_glitch_kind_is_drawn_and_the_ground_truth_lists_each_one():
+    ids = stations.station_ids(300)
+    found = [g for s in ids for g in stations.glitches(11, s, "2026-01-15", 0.05, ALL_KINDS)]
+    kinds = {kind: sum(g["kind"] == kind for g in found) for kind in ALL_KINDS}
+    assert all(n > 20 for n in kinds.values()), kinds
+    assert 0.03 < len(found) / (300 * 24) < 0.07
+    for g in found:
+        served = stations.reading(11, g["station"], g["date"], g["hour"], 0.05, ALL_KINDS)
+        assert (served is None) == (g["kind"] == "gap")
+        if g["kind"] == "implausible":
+            assert not stations.is_plausible(served)
+        if g["kind"] == "spike":   # plausible, 20 degrees off the clean hour, between two clean hours
+            clean = stations.reading(11, g["station"], g["date"], g["hour"])
+            assert stations.is_plausible(served)
+            assert abs(served["temperature_c"] - clean["temperature_c"]) == pytest.approx(stations.SPIKE_C, abs=0.11)
+            assert not any(h["hour"] in (g["hour"] - 1, g["hour"] + 1) for h in found if h["station"] == g["station"])
+
+
+def test_with_the_default_kind_the_data_set_is_what_chapters_1_to_4_always_had():
+    # Only "implausible": readings, glitches and summaries as before the other kinds existed.
+    for station in stations.station_ids(50):
+        served = stations.readings(5, station, "2026-01-15", 0.05)
+        assert [r["hour"] for r in served] == list(range(24))
+        assert {g["hour"] for g in stations.glitches(5, station, "2026-01-15", 0.05)} == \
+               {r["hour"] for r in served if not stations.is_plausible(r)}
+
+
+def test_the_expected_summary_leaves_every_glitch_hour_out():
+    for station in stations.station_ids(100):
+        truth = {g["hour"] for g in stations.glitches(3, station, "2026-01-15", 0.08, ALL_KINDS)}
+        clean = [stations.reading(3, station, "2026-01-15", h) for h in range(24) if h not in truth]
+        summary = stations.expected_summary(station, "2026-01-15", 3, 0.08, ALL_KINDS)
+        assert summary["hours"] == len(clean) and summary["glitches"] == len(truth)
+        assert summary["temp_max"] == max(r["temperature_c"] for r in clean)

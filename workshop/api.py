@@ -9,7 +9,12 @@ and it behaves like a real API in the ways that matter to a pipeline:
 - it injects faults from a seeded profile: 5xx errors, slow responses, malformed
   bodies, and sensor glitches in the data itself;
 - it counts everything it answered (``GET /_stats``) so a test can compare what a
-  pipeline *thinks* happened with what the API *saw*.
+  pipeline *thinks* happened with what the API *saw*, down to a log of every
+  sensor glitch it served;
+- it bills per call from a published price list (a price per request plus one per
+  station whose readings it returned; which answers are billed is part of the
+  terms: ``billed="2xx"``, the default, or ``"all"``, 429s and 5xx too), and
+  ``/_stats`` carries the bill: total, per status, per day asked for.
 
 Every answer, down to a request http.server cannot parse, is JSON ``{"error": ...}``
 with one sentence saying what to do instead:
@@ -68,6 +73,9 @@ from workshop import stations
 
 MAX_PER_PAGE = 1000
 RETRY_AFTER_FORMS = ("seconds", "http-date")
+BILLED_FORMS = ("2xx", "all")   # which answers the bill counts: successes only, or every answer past the key check
+DEFAULT_GLITCH_KINDS = stations.DEFAULT_GLITCH_KINDS   # (a field of ApiConfig is named `stations`)
+MICRO = 1_000_000               # the bill counts in millionths of the currency: sums stay exact
 ERROR_STATUSES = (500, 502, 503)
 FAULT_KINDS = ("error", "slow", "malformed")
 JSON_TYPE = "application/json"
@@ -109,6 +117,10 @@ class ApiConfig:
     slow_seconds: float = 3.0
     malformed_rate: float = 0.0   # share answered 200 with a body that is not JSON
     glitch_rate: float = 0.0      # share of hourly readings that are sensor glitches
+    glitch_kinds: tuple = DEFAULT_GLITCH_KINDS   # which kinds are drawn (stations.GLITCH_KINDS)
+    price_request: float = 0.001  # the published price of one billed request (currency units)...
+    price_station: float = 0.0002  # ...plus this per station whose readings a billed answer returned
+    billed: str = "2xx"           # "2xx": only successful answers are billed; "all": 429s and 5xx too
     retry_after: str = "seconds"  # Retry-After form on 429: "seconds" or "http-date"
     seed: int = 42                # seeds the data set and the fault profile
     null_stations: tuple = ()     # stations whose first hour is served with "temperature_c": null
@@ -134,6 +146,18 @@ class ApiConfig:
                              "lower them so their sum is at most 1.")
         _require(_is_number(self.slow_seconds) and self.slow_seconds >= 0,
                  f"slow_seconds must be a number of seconds from 0 up, got {self.slow_seconds!r}; pass e.g. 3.")
+        _require(isinstance(self.glitch_kinds, (list, tuple)) and bool(self.glitch_kinds)
+                 and all(kind in stations.GLITCH_KINDS for kind in self.glitch_kinds)
+                 and len(set(self.glitch_kinds)) == len(self.glitch_kinds),
+                 f"glitch_kinds must list some of {', '.join(stations.GLITCH_KINDS)}, each once, "
+                 f"got {self.glitch_kinds!r}; pass e.g. [\"implausible\", \"spike\"].")
+        object.__setattr__(self, "glitch_kinds", tuple(self.glitch_kinds))
+        for name in ("price_request", "price_station"):
+            value = getattr(self, name)
+            _require(_is_number(value) and 0 <= value <= 1000,
+                     f"{name} must be a price from 0 to 1000, got {value!r}; pass e.g. 0.001.")
+        _require(self.billed in BILLED_FORMS,
+                 f"billed must be '2xx' or 'all', got {self.billed!r}; pass one of those.")
         _require(self.retry_after in RETRY_AFTER_FORMS,
                  f"retry_after must be 'seconds' or 'http-date', got {self.retry_after!r}; pass one of those.")
         _require(_is_whole(self.seed) and self.seed >= 0,
@@ -152,6 +176,8 @@ class ApiConfig:
             stations=s.api_stations, page_size=s.api_page_size, error_rate=s.api_error_rate,
             slow_rate=s.api_slow_rate, slow_seconds=s.api_slow_seconds,
             malformed_rate=s.api_malformed_rate, glitch_rate=s.api_glitch_rate,
+            glitch_kinds=s.api_glitch_kinds, price_request=s.api_price_request,
+            price_station=s.api_price_station, billed=s.api_billed,
             retry_after=s.api_retry_after, seed=s.seed,
         )
 
@@ -165,6 +191,13 @@ class ApiConfig:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def price_micro(self, stations_returned: int) -> int:
+        """What one billed answer costs, in millionths: the request, plus each station returned."""
+        return round(self.price_request * MICRO) + stations_returned * round(self.price_station * MICRO)
+
+    def bills(self, status: int) -> bool:
+        return self.billed == "all" or 200 <= status < 300
 
 
 # --------------------------------------------------------------------------- rate limit
@@ -239,28 +272,29 @@ def _error(status: int, message: str, headers: dict | None = None) -> Response:
 
 
 @functools.lru_cache(maxsize=20_000)
-def _station_json(seed: int, station: str, day: str, glitch_rate: float,
-                  null: bool = False) -> tuple[bytes, int]:
-    """One station's 24 readings, JSON-encoded once, and how many of them are glitches.
+def _station_json(seed: int, station: str, day: str, glitch_rate: float, kinds: tuple = DEFAULT_GLITCH_KINDS,
+                  null: bool = False) -> tuple[bytes, tuple]:
+    """One station's readings, JSON-encoded once, and its glitches (stations.glitches, as tuples).
 
     `null`: the first hour's temperature is served as null, a reading no transform
-    expects (the poison-pill scenario); it is not counted as a glitch.
+    expects (the poison-pill scenario); that hour is not logged as a glitch.
     """
-    hours = stations.readings(seed, station, day, glitch_rate)
-    if null:
+    hours = stations.readings(seed, station, day, glitch_rate, kinds)
+    glitches = stations.glitches(seed, station, day, glitch_rate, kinds)
+    if null and hours:
+        glitches = [g for g in glitches if g["hour"] != hours[0]["hour"]]
         hours[0] = {**hours[0], "temperature_c": None}
-        return json.dumps(hours).encode(), sum(not stations.is_plausible(r) for r in hours[1:])
-    return json.dumps(hours).encode(), sum(not stations.is_plausible(r) for r in hours)
+    return json.dumps(hours).encode(), tuple(tuple(g.items()) for g in glitches)
 
 
-def _readings_body(config: ApiConfig, ids: list[str], day: str) -> tuple[bytes, int]:
-    """The /readings JSON body, stitched from cached per-station parts, and its glitch count."""
-    parts, glitches = [], 0
+def _readings_body(config: ApiConfig, ids: list[str], day: str) -> tuple[bytes, list]:
+    """The /readings JSON body, stitched from cached per-station parts, and the glitches it serves."""
+    parts, glitches = [], []
     for station in ids:
         encoded, station_glitches = _station_json(config.seed, station, day, config.glitch_rate,
-                                                  station in config.null_stations)
+                                                  config.glitch_kinds, station in config.null_stations)
         parts.append(b'"%s": %s' % (station.encode(), encoded))
-        glitches += station_glitches
+        glitches.extend(station_glitches)
     return b'{"date": "%s", "readings": {%s}}' % (day.encode(), b", ".join(parts)), glitches
 
 
@@ -319,11 +353,15 @@ class _Stats:
         self.faults: Counter = Counter({kind: 0 for kind in (*FAULT_KINDS, "glitch")})
         self.fetches: Counter = Counter()
         self.fault_log: list[dict] = []
+        self.glitch_log: dict[tuple, dict] = {}   # (station, date, hour) -> the glitch, and how often served
+        self.bill = {"micro": 0, "billed_requests": 0, "by_status": Counter(), "by_day": Counter()}
         self.first_request_at: float | None = None
         self.last_request_at: float | None = None
 
     def record(self, status: int, fault: str = "ok", ids: list[str] | None = None, day: str | None = None,
-               attempt: int = 0, glitches: int = 0) -> None:
+               attempt: int = 0, glitches: list = (), cost: int | None = None) -> None:
+        """One answer. `glitches`: what a 200 served (tuples of stations.glitches' items); `cost`: its
+        price in millionths when it is billed, else None."""
         now = time.time()
         self.requests += 1
         self.first_request_at = self.first_request_at or now
@@ -335,7 +373,17 @@ class _Stats:
                                    "stations": ids, "date": day, "attempt": attempt})
         if status == 200 and fault != "malformed" and ids:
             self.fetches.update(ids)
-            self.faults["glitch"] += glitches
+            self.faults["glitch"] += len(glitches)
+            for glitch in glitches:
+                entry = dict(glitch)
+                logged = self.glitch_log.setdefault((entry["station"], entry["date"], entry["hour"]),
+                                                    {**entry, "served": 0})
+                logged["served"] += 1
+        if cost is not None:
+            self.bill["micro"] += cost
+            self.bill["billed_requests"] += 1
+            self.bill["by_status"][str(status)] += cost
+            self.bill["by_day"][day or "listing"] += cost
 
     def as_dict(self, config: ApiConfig) -> dict:
         return {
@@ -346,6 +394,13 @@ class _Stats:
             "faults": dict(self.faults),
             "fetches": dict(self.fetches),
             "fault_log": [dict(entry) for entry in self.fault_log],
+            "glitch_log": [dict(entry) for entry in self.glitch_log.values()],
+            "bill": {"currency": "USD", "total": self.bill["micro"] / MICRO, "total_micro": self.bill["micro"],
+                     "billed_requests": self.bill["billed_requests"],
+                     "by_status": {status: n / MICRO for status, n in self.bill["by_status"].items()},
+                     "by_day": {day: n / MICRO for day, n in self.bill["by_day"].items()},
+                     "prices": {"request": config.price_request, "station": config.price_station,
+                                "billed": config.billed}},
             "first_request_at": self.first_request_at,
             "last_request_at": self.last_request_at,
             "config": config.as_dict(),
@@ -422,14 +477,16 @@ class StationsAPI:
         if not admitted:
             return self._counted(_error(
                 429, f"rate limit of {_number_text(config.rate)} requests per second exceeded; "
-                     "retry after the time in the Retry-After header", limit_headers))
+                     "retry after the time in the Retry-After header", limit_headers), config)
         if path == "/stations":
-            return self._counted(self._stations(config, query, limit_headers))
+            return self._counted(self._stations(config, query, limit_headers), config)
         return self._readings(config, query, limit_headers)
 
-    def _counted(self, response: Response) -> Response:
+    def _counted(self, response: Response, billing: ApiConfig | None = None) -> Response:
+        """Count an answer; `billing`: the config whose terms bill it (a request with the right key)."""
+        cost = billing.price_micro(0) if billing is not None and billing.bills(response.status) else None
         with self._lock:
-            self._stats.record(response.status)
+            self._stats.record(response.status, cost=cost)
         return response
 
     def refuse(self, status: int, message: str) -> Response:
@@ -478,32 +535,35 @@ class StationsAPI:
             ids = _parse_station_list(query.get("stations"), config.max_batch)
             day = _parse_day(query.get("date"))
         except ValueError as why:
-            return self._counted(_error(400, str(why), headers))
+            return self._counted(_error(400, str(why), headers), config)
         unknown = [s for s in ids if not _is_listed(s, config.stations)]
         if unknown:
             return self._counted(_error(
                 404, f"unknown station {unknown[0]}: it is not in the listing; GET /stations lists the "
-                     f"{config.stations} stations", headers))
+                     f"{config.stations} stations", headers), config)
         request_key = (tuple(sorted(ids)), day)
         with self._lock:
             attempt = self._seen[request_key]
             self._seen[request_key] += 1
         fault, status = draw_fault(config, request_key, attempt)
         response, glitches = self._faulty_readings(config, ids, day, fault, status, headers)
+        # Billed as served: a slow or malformed 200 returned its stations, as far as the API knows.
+        cost = (config.price_micro(len(ids) if response.status == 200 else 0)
+                if config.bills(response.status) else None)
         with self._lock:
-            self._stats.record(response.status, fault, ids, day, attempt, glitches)
+            self._stats.record(response.status, fault, ids, day, attempt, glitches, cost)
         return response
 
     @staticmethod
     def _faulty_readings(config: ApiConfig, ids: list[str], day: str, fault: str, status: int,
-                         headers: dict) -> tuple[Response, int]:
+                         headers: dict) -> tuple[Response, list]:
         """The readings response as the drawn fault shapes it, and the glitches it serves."""
         if fault == "error":
-            return _error(status, f"injected fault: the upstream failed with {status}; retry later", headers), 0
+            return _error(status, f"injected fault: the upstream failed with {status}; retry later", headers), []
         body, glitches = _readings_body(config, ids, day)
         headers = {"Content-Type": JSON_TYPE, **headers}
         if fault == "malformed":
-            return Response(200, headers, _truncated(body)), 0
+            return Response(200, headers, _truncated(body)), []
         return Response(200, headers, body, config.slow_seconds if fault == "slow" else 0.0), glitches
 
     def _control(self, path: str, body: bytes) -> Response:
@@ -725,6 +785,11 @@ def _parser(s: workshop_settings.Settings) -> argparse.ArgumentParser:
     p.add_argument("--slow-seconds", type=float, default=s.api_slow_seconds)
     p.add_argument("--malformed-rate", type=float, default=s.api_malformed_rate)
     p.add_argument("--glitch-rate", type=float, default=s.api_glitch_rate)
+    p.add_argument("--glitch-kinds", default=",".join(s.api_glitch_kinds),
+                   help=f"comma-separated, of {','.join(stations.GLITCH_KINDS)}")
+    p.add_argument("--price-request", type=float, default=s.api_price_request)
+    p.add_argument("--price-station", type=float, default=s.api_price_station)
+    p.add_argument("--billed", choices=BILLED_FORMS, default=s.api_billed)
     p.add_argument("--retry-after", choices=RETRY_AFTER_FORMS, default=s.api_retry_after)
     p.add_argument("--seed", type=int, default=s.seed)
     return p
@@ -737,6 +802,8 @@ def _config_from_args(args: argparse.Namespace, s: workshop_settings.Settings) -
                      stations=args.stations, page_size=args.page_size, error_rate=args.error_rate,
                      slow_rate=args.slow_rate, slow_seconds=args.slow_seconds,
                      malformed_rate=args.malformed_rate, glitch_rate=args.glitch_rate,
+                     glitch_kinds=tuple(kind.strip() for kind in args.glitch_kinds.split(",") if kind.strip()),
+                     price_request=args.price_request, price_station=args.price_station, billed=args.billed,
                      retry_after=args.retry_after, seed=args.seed)
 
 
@@ -744,7 +811,9 @@ def describe(config: ApiConfig, url: str) -> str:
     return (f"Stations API on {url}: rate {_number_text(config.rate)}/s, burst {config.burst}, "
             f"{config.stations} stations, max batch {config.max_batch}, "
             f"faults error {config.error_rate:g} slow {config.slow_rate:g} ({config.slow_seconds:g} s) "
-            f"malformed {config.malformed_rate:g} glitch {config.glitch_rate:g}, seed {config.seed}, "
+            f"malformed {config.malformed_rate:g} glitch {config.glitch_rate:g} ({','.join(config.glitch_kinds)}), "
+            f"price {config.price_request:g} per request + {config.price_station:g} per station "
+            f"({config.billed} billed), seed {config.seed}, "
             f"key {config.key!r}")
 
 

@@ -86,6 +86,14 @@ def _date(raw: str) -> dt.date:
 
 
 RATE = _float(0.0, 1.0)
+GLITCH_KINDS = ("implausible", "spike", "gap")   # workshop.stations.GLITCH_KINDS (not imported: settings import nothing)
+
+
+def _kinds(raw: str) -> tuple[str, ...]:
+    kinds = tuple(kind.strip() for kind in raw.split(",") if kind.strip())
+    if not kinds or any(kind not in GLITCH_KINDS for kind in kinds) or len(set(kinds)) < len(kinds):
+        raise ValueError(f"some of {', '.join(GLITCH_KINDS)}, comma-separated, each once")
+    return kinds
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,10 @@ class Settings:
     api_slow_seconds: float = 3.0     # how long a slow response takes (past the client's timeout)
     api_malformed_rate: float = 0.0   # share of 200 responses whose body is not valid JSON
     api_glitch_rate: float = 0.0      # share of hourly readings that are implausible sensor glitches
+    api_glitch_kinds: tuple = ("implausible",)  # glitch kinds drawn: implausible, spike, gap (comma-separated)
+    api_price_request: float = 0.001  # the API's published price per billed request (USD)...
+    api_price_station: float = 0.0002  # ...plus this per station a billed answer returned
+    api_billed: str = "2xx"           # which answers are billed: "2xx" (successes only) or "all"
     api_retry_after: str = "seconds"  # form of Retry-After on 429: "seconds" or "http-date"
     seed: int = 42                    # seeds the data set and the fault profile
     # The pipelines' side.
@@ -119,6 +131,7 @@ class Settings:
     beat_interval: float = 5.0        # seconds between two runs of a beat-scheduled pipeline
     slice_size: int = 50              # stations one periodic run takes from the cursor
     demo_stations: int = 200          # how many stations `make demo` processes
+    run_budget: float | None = None   # most a run may spend on the API (USD, chapter 5); unset: no budget
     workshop_target: str = "solutions"  # which tree tests and notebooks import: solutions or chapters
 
     @property
@@ -149,6 +162,10 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "api_slow_seconds": _float(0.0),
     "api_malformed_rate": RATE,
     "api_glitch_rate": RATE,
+    "api_glitch_kinds": _kinds,
+    "api_price_request": _float(0.0, 1000.0),
+    "api_price_station": _float(0.0, 1000.0),
+    "api_billed": _choice("2xx", "all"),
     "api_retry_after": _choice("seconds", "http-date"),
     "seed": _int(0),
     "day": _date,
@@ -157,6 +174,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "beat_interval": _float(0.0, low_open=True),
     "slice_size": _int(1, 1_000_000),
     "demo_stations": _int(1, 1_000_000),
+    "run_budget": lambda raw: _float(0.0)(raw) if raw.strip() else None,
     "workshop_target": _choice("solutions", "chapters"),
 }
 assert set(_PARSERS) == {f.name for f in fields(Settings)}

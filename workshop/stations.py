@@ -5,10 +5,19 @@ API serves it, and `expected_summary` computes each daily summary from the same
 function without asking the API or any pipeline. Tests compare a pipeline's
 results with it.
 
-A sensor glitch replaces an hour's temperature with an implausible value; it is
-also a pure function of (seed, station, day, hour), given the glitch rate. A
-correct pipeline drops implausible hours; the expected summary does the same
-and counts them.
+A sensor glitch is also a pure function of (seed, station, day, hour), given the
+glitch rate and the kinds the API injects (`GLITCH_KINDS`):
+
+- "implausible": the hour's temperature is 999.9, outside what weather can do
+  (the only kind by default, and the only one chapters 1-4 meet);
+- "spike": the temperature jumps 20 degrees from both neighbouring hours and
+  back, still plausible: only a rule that compares neighbours finds it (a spike
+  is drawn only between two clean hours; elsewhere the draw is "implausible");
+- "gap": the hour is missing from the readings.
+
+A correct pipeline leaves glitch hours out of the summary and counts them
+(`glitches` = 24 - hours); the expected summary does the same, from
+`glitches` (the ground truth), so it never depends on a pipeline's rules.
 """
 from __future__ import annotations
 
@@ -22,6 +31,9 @@ HOURS = range(24)
 # A reading outside these bounds is a sensor glitch, not weather.
 PLAUSIBLE = {"temperature_c": (-60.0, 60.0), "humidity_pct": (0.0, 100.0), "rain_mm": (0.0, 200.0)}
 GLITCH_TEMPERATURE = 999.9
+GLITCH_KINDS = ("implausible", "spike", "gap")
+DEFAULT_GLITCH_KINDS = ("implausible",)
+SPIKE_C = 20.0   # a spike's jump; natural neighbours differ by under 7 degrees, so no rule confuses the two
 SUMMARY_FIELDS = ("station", "date", "hours", "glitches", "temp_min", "temp_max",
                   "temp_mean", "humidity_mean", "rain_total")
 
@@ -52,16 +64,30 @@ def _station_climate(seed: int, station: str) -> tuple[float, float, float, floa
     return (-5 + 30 * base, 3 + 7 * amplitude, 45 + 40 * humidity, 0.05 + 0.3 * wetness)
 
 
-def reading(seed: int, station: str, day: dt.date | str, hour: int, glitch_rate: float = 0.0) -> dict:
-    """One hourly reading: temperature (°C), relative humidity (%) and rain (mm), rounded to 0.1."""
+def _glitch_draw(seed: int, station: str, day: str, hour: int) -> float:
+    return uniforms(seed, station, day, hour, n=5)[4]
+
+
+def glitch_kind(seed: int, station: str, day: dt.date | str, hour: int, glitch_rate: float = 0.0,
+                kinds: tuple[str, ...] = DEFAULT_GLITCH_KINDS) -> str | None:
+    """The kind of glitch of this hour (one of `kinds`), or None for a clean hour."""
     day = _as_day(day)
+    draw = _glitch_draw(seed, station, day, hour)
+    if draw >= glitch_rate:
+        return None
+    kind = kinds[min(len(kinds) - 1, int(draw / glitch_rate * len(kinds)))]
+    if kind == "spike" and any(_glitch_draw(seed, station, day, h) < glitch_rate
+                               for h in (hour - 1, hour + 1) if 0 <= h < 24):
+        return "implausible"   # a spike is a jump from clean neighbours; next to another glitch it is not one
+    return kind
+
+
+def _clean_reading(seed: int, station: str, day: str, hour: int) -> dict:
     base, amplitude, humidity, wetness = _station_climate(seed, station)
-    noise_t, noise_h, rain_p, rain_x, glitch = uniforms(seed, station, day, hour, n=5)
+    noise_t, noise_h, rain_p, rain_x, _ = uniforms(seed, station, day, hour, n=5)
     # A diurnal cycle that peaks mid-afternoon, plus noise.
     temperature = base + amplitude * math.sin((hour - 9) / 24 * 2 * math.pi) + 4 * (noise_t - 0.5)
     rain = round(8 * rain_x**2, 1) if rain_p < wetness else 0.0
-    if glitch < glitch_rate:
-        temperature = GLITCH_TEMPERATURE
     return {
         "hour": hour,
         "temperature_c": round(temperature, 1),
@@ -70,23 +96,62 @@ def reading(seed: int, station: str, day: dt.date | str, hour: int, glitch_rate:
     }
 
 
-def readings(seed: int, station: str, day: dt.date | str, glitch_rate: float = 0.0) -> list[dict]:
-    """The station's 24 hourly readings for `day`, as the API serves them."""
-    return [reading(seed, station, day, hour, glitch_rate) for hour in HOURS]
+def reading(seed: int, station: str, day: dt.date | str, hour: int, glitch_rate: float = 0.0,
+            kinds: tuple[str, ...] = DEFAULT_GLITCH_KINDS) -> dict | None:
+    """One hourly reading: temperature (°C), relative humidity (%) and rain (mm), rounded to 0.1.
+
+    None for a "gap" glitch: the API serves no reading for that hour."""
+    day = _as_day(day)
+    clean = _clean_reading(seed, station, day, hour)
+    kind = glitch_kind(seed, station, day, hour, glitch_rate, kinds)
+    if kind == "implausible":
+        return {**clean, "temperature_c": GLITCH_TEMPERATURE}
+    if kind == "spike":   # up, unless that would leave the plausible range
+        t = clean["temperature_c"]
+        return {**clean, "temperature_c": round(t + SPIKE_C if t + SPIKE_C <= 55 else t - SPIKE_C, 1)}
+    if kind == "gap":
+        return None
+    return clean
+
+
+def readings(seed: int, station: str, day: dt.date | str, glitch_rate: float = 0.0,
+             kinds: tuple[str, ...] = DEFAULT_GLITCH_KINDS) -> list[dict]:
+    """The station's hourly readings for `day`, as the API serves them (24, less its gaps)."""
+    hours = (reading(seed, station, day, hour, glitch_rate, kinds) for hour in HOURS)
+    return [r for r in hours if r is not None]
+
+
+def glitches(seed: int, station: str, day: dt.date | str, glitch_rate: float = 0.0,
+             kinds: tuple[str, ...] = DEFAULT_GLITCH_KINDS) -> list[dict]:
+    """The ground truth: every glitch hour of the station's day, {station, date, hour, kind, value}.
+
+    `value` is the temperature served (None for a gap)."""
+    day = _as_day(day)
+    found = []
+    for hour in HOURS:
+        kind = glitch_kind(seed, station, day, hour, glitch_rate, kinds)
+        if kind is not None:
+            served = reading(seed, station, day, hour, glitch_rate, kinds)
+            found.append({"station": station, "date": day, "hour": hour, "kind": kind,
+                          "value": None if served is None else served["temperature_c"]})
+    return found
 
 
 def is_plausible(r: dict) -> bool:
     return all(low <= r[field] <= high for field, (low, high) in PLAUSIBLE.items())
 
 
-def expected_summary(station: str, day: dt.date | str, seed: int, glitch_rate: float = 0.0) -> dict:
-    """The daily summary a correct pipeline must produce, computed straight from the data set.
+def expected_summary(station: str, day: dt.date | str, seed: int, glitch_rate: float = 0.0,
+                     kinds: tuple[str, ...] = DEFAULT_GLITCH_KINDS) -> dict:
+    """The daily summary a correct pipeline must produce, computed straight from the data set:
+    every glitch hour left out and counted.
 
     Means and totals are rounded to 2 decimals; compare with `same_summary`, which
     allows for a pipeline that adds the same numbers in another order.
     """
     day = _as_day(day)
-    hours = [r for r in readings(seed, station, day, glitch_rate) if is_plausible(r)]
+    bad = {g["hour"] for g in glitches(seed, station, day, glitch_rate, kinds)}
+    hours = [r for r in readings(seed, station, day, glitch_rate, kinds) if r["hour"] not in bad]
     temperatures = [r["temperature_c"] for r in hours]
     return {
         "station": station,

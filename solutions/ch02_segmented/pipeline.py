@@ -48,8 +48,8 @@ def run_all(r: redis.Redis, day: str | None = None, limit: int | None = None, db
     return counts
 
 
-def answer_key_config(settings: settings_mod.Settings | None = None) -> tuple[int, float]:
-    """(seed, glitch_rate) the API serves: from its GET /_stats config, else from the settings.
+def answer_key_config(settings: settings_mod.Settings | None = None) -> tuple[int, float, tuple[str, ...]]:
+    """(seed, glitch_rate, glitch_kinds) the API serves: from its GET /_stats config, else the settings.
 
     The fake API (a `lab.setup(glitch_rate=...)`, a test's profile) may differ from the
     settings; a real API without /_stats is taken to serve what the settings say.
@@ -59,9 +59,9 @@ def answer_key_config(settings: settings_mod.Settings | None = None) -> tuple[in
         response = requests.get(f"{s.effective_api_url}/_stats", timeout=5)
         response.raise_for_status()
         config = response.json()["config"]
-        return int(config["seed"]), float(config["glitch_rate"])
+        return int(config["seed"]), float(config["glitch_rate"]), tuple(config["glitch_kinds"])
     except (requests.RequestException, ValueError, KeyError, TypeError):
-        return s.seed, s.api_glitch_rate
+        return s.seed, s.api_glitch_rate, s.api_glitch_kinds
 
 
 def persisted_rows(r: redis.Redis, day: str | None = None, db: str | None = None) -> list[dict]:
@@ -84,10 +84,9 @@ def outcome(r: redis.Redis, day: str | None = None, db: str | None = None,
     (`answer_key_config`), so it matches the readings the API served.
     """
     k = keys.for_day(day)
-    if seed is None or glitch_rate is None:
-        api_seed, api_glitch_rate = answer_key_config(settings)
-        seed = api_seed if seed is None else seed
-        glitch_rate = api_glitch_rate if glitch_rate is None else glitch_rate
+    api_seed, api_glitch_rate, kinds = answer_key_config(settings)
+    seed = api_seed if seed is None else seed
+    glitch_rate = api_glitch_rate if glitch_rate is None else glitch_rate
     ids = stages.members(r, k.stations)
     stored = {row["station"]: row for row in persisted_rows(r, k.day, db)}
     fetch_failed = set(r.hkeys(k.fetch_errors))
@@ -97,6 +96,6 @@ def outcome(r: redis.Redis, day: str | None = None, db: str | None = None,
         if row is None:
             counts["failed" if station in fetch_failed else "missing"] += 1
         else:
-            expected = answer_key.expected_summary(station, k.day, seed, glitch_rate)
+            expected = answer_key.expected_summary(station, k.day, seed, glitch_rate, kinds)
             counts["done" if answer_key.same_summary(row, expected) else "wrong"] += 1
     return counts
