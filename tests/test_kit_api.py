@@ -756,3 +756,14 @@ def test_the_kit_settings_know_the_same_glitch_kinds():
     assert settings.load({"API_GLITCH_KINDS": "spike, gap"}).api_glitch_kinds == ("spike", "gap")
     with pytest.raises(settings.SettingsError, match="API_GLITCH_KINDS"):
         settings.load({"API_GLITCH_KINDS": "spike,wobble"})
+
+
+def test_readings_answers_are_counted_per_day_asked_for_429s_included(client):
+    with ApiServer(make_config(rate=1, burst=2, price_request=0.01, price_station=0, billed="all")) as api:
+        answers = Counter(get_readings(client, api, ["WX00001"], day).status_code
+                          for day in ("2026-01-15", "2026-01-15", "2026-01-15", "2026-01-16"))
+        stats = api.stats()
+    assert answers[429] == 2
+    assert sum(stats["by_day"]["2026-01-15"].values()) == 3 and sum(stats["by_day"]["2026-01-16"].values()) == 1
+    assert sum(stats["by_day"][d].get("429", 0) for d in stats["by_day"]) == 2
+    assert stats["bill"]["by_day"] == {"2026-01-15": 0.03, "2026-01-16": 0.01}

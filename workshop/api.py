@@ -320,6 +320,13 @@ def _parse_day(raw: str | None) -> str:
         raise ValueError(f"date {raw!r} is not a calendar date; pass date=YYYY-MM-DD") from None
 
 
+def _day_or_none(raw: str | None) -> str | None:
+    try:
+        return _parse_day(raw)
+    except ValueError:
+        return None
+
+
 def _parse_station_list(raw: str | None, max_batch: int) -> list[str]:
     ids = [s.strip() for s in (raw or "").split(",") if s.strip()]
     if not ids:
@@ -353,6 +360,7 @@ class _Stats:
         self.faults: Counter = Counter({kind: 0 for kind in (*FAULT_KINDS, "glitch")})
         self.fetches: Counter = Counter()
         self.fault_log: list[dict] = []
+        self.by_day: dict[str, Counter] = {}       # day asked for -> answers by status (/readings only)
         self.glitch_log: dict[tuple, dict] = {}   # (station, date, hour) -> the glitch, and how often served
         self.bill = {"micro": 0, "billed_requests": 0, "by_status": Counter(), "by_day": Counter()}
         self.first_request_at: float | None = None
@@ -367,6 +375,8 @@ class _Stats:
         self.first_request_at = self.first_request_at or now
         self.last_request_at = now
         self.by_status[str(status)] += 1
+        if day is not None:
+            self.by_day.setdefault(day, Counter())[str(status)] += 1
         if fault != "ok":
             self.faults[fault] += 1
             self.fault_log.append({"seq": self.requests, "kind": fault, "status": status,
@@ -391,6 +401,7 @@ class _Stats:
             "by_status": dict(self.by_status),
             "accepted": sum(n for status, n in self.by_status.items() if status.startswith("2")),
             "rate_limited": self.by_status["429"],
+            "by_day": {day: dict(counts) for day, counts in self.by_day.items()},
             "faults": dict(self.faults),
             "fetches": dict(self.fetches),
             "fault_log": [dict(entry) for entry in self.fault_log],
@@ -474,19 +485,20 @@ class StationsAPI:
         if headers.get("x-api-key") != config.key:
             return self._counted(_error(401, "missing or wrong API key: send it in the X-API-Key header"))
         admitted, limit_headers = self._admit(config, headers["x-api-key"])
-        if not admitted:
+        if not admitted:   # counted (and billed) under the day it asked for, when it names one
             return self._counted(_error(
                 429, f"rate limit of {_number_text(config.rate)} requests per second exceeded; "
-                     "retry after the time in the Retry-After header", limit_headers), config)
+                     "retry after the time in the Retry-After header", limit_headers), config,
+                _day_or_none(query.get("date")) if path == "/readings" else None)
         if path == "/stations":
             return self._counted(self._stations(config, query, limit_headers), config)
         return self._readings(config, query, limit_headers)
 
-    def _counted(self, response: Response, billing: ApiConfig | None = None) -> Response:
+    def _counted(self, response: Response, billing: ApiConfig | None = None, day: str | None = None) -> Response:
         """Count an answer; `billing`: the config whose terms bill it (a request with the right key)."""
         cost = billing.price_micro(0) if billing is not None and billing.bills(response.status) else None
         with self._lock:
-            self._stats.record(response.status, cost=cost)
+            self._stats.record(response.status, day=day, cost=cost)
         return response
 
     def refuse(self, status: int, message: str) -> Response:

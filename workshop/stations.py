@@ -12,7 +12,8 @@ glitch rate and the kinds the API injects (`GLITCH_KINDS`):
   (the only kind by default, and the only one chapters 1-4 meet);
 - "spike": the temperature jumps 20 degrees from both neighbouring hours and
   back, still plausible: only a rule that compares neighbours finds it (a spike
-  is drawn only between two clean hours; elsewhere the draw is "implausible");
+  is drawn only with two clean hours on each side, so never at hour 0 or 23;
+  elsewhere the draw is "implausible");
 - "gap": the hour is missing from the readings.
 
 A correct pipeline leaves glitch hours out of the summary and counts them
@@ -76,9 +77,12 @@ def glitch_kind(seed: int, station: str, day: dt.date | str, hour: int, glitch_r
     if draw >= glitch_rate:
         return None
     kind = kinds[min(len(kinds) - 1, int(draw / glitch_rate * len(kinds)))]
-    if kind == "spike" and any(_glitch_draw(seed, station, day, h) < glitch_rate
-                               for h in (hour - 1, hour + 1) if 0 <= h < 24):
-        return "implausible"   # a spike is a jump from clean neighbours; next to another glitch it is not one
+    if kind == "spike" and (not 1 <= hour <= 22 or any(_glitch_draw(seed, station, day, h) < glitch_rate
+                                                       for h in (hour - 2, hour - 1, hour + 1, hour + 2)
+                                                       if 0 <= h < 24)):
+        # A spike is a jump from two clean neighbours, each with a clean hour beyond: elsewhere no rule
+        # could tell it (or the clean hour between two spikes) from the weather.
+        return "implausible"
     return kind
 
 

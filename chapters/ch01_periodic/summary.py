@@ -3,7 +3,7 @@
 """From 24 hourly readings to one daily summary: the transform every chapter uses."""
 from __future__ import annotations
 
-from workshop.stations import PLAUSIBLE
+from workshop.stations import HOURS, PLAUSIBLE
 
 
 def plausible(reading: dict) -> bool:
@@ -19,7 +19,7 @@ def summarise(station: str, day: str, readings: list[dict]) -> dict:
         "station": station,
         "date": day,
         "hours": len(hours),
-        "glitches": len(readings) - len(hours),
+        "glitches": len(HOURS) - len(hours),   # hours dropped, or never served
         "temp_min": min(temperatures, default=None),
         "temp_max": max(temperatures, default=None),
         "temp_mean": mean(temperatures),

@@ -281,6 +281,8 @@ class Loop:
         """
         k = self.keys(day)
         for segment in self.segments:
+            if not self.takes_work(r, k.day, segment):
+                continue
             take = segment.take or stages.first
             size = segment.batch_size()
             batch = take(r, getattr(k.segments, segment.source), size)
@@ -290,6 +292,11 @@ class Loop:
             if batch:
                 return Step(segment, batch)
         return None
+
+    def takes_work(self, r: redis.Redis, day: str, segment: Segment) -> bool:
+        """Whether `segment` may take a batch now: always, here (chapter 5's fetch stops once the run's
+        budget is spent, and the loop goes on with what was fetched)."""
+        return True
 
     def advance(self, r: redis.Redis, day, owner: str, countdown: float = 0.0, turn: Turn = Turn()) -> str:
         """One turn of the loop, by the owner `owner`: "stopped", "lost", "finished" or the segment sent.

@@ -14,6 +14,8 @@ One batch, one API request, and everything around it:
       malformed, 4xx   -> dead-letter at once, with the reason
       no limit set     -> our configuration, not the API: the stations go back to pending uncounted, the
                           loop stops (its stop switch says why) and the task fails with what to configure
+      GiveBack         -> raised by the call (chapter 5: the run's budget is spent): the stations go back to
+                          pending uncounted, the task ends normally, the loop goes on
       anything else    -> (a bug) dead-letter the stations at MAX_ATTEMPTS ("unexpected"), re-raise
 
 For the API's answers, the task ends in "done" or "dead-lettered" for its batch,
@@ -56,6 +58,11 @@ DEFAULT_LEASE = 30.0   # seconds a batch may sit unattended (queued, or its work
 # 429s a task waits out itself (pause, ask again); at the next one it retries later instead.
 # Two pauses of at most retry_after.LONGEST still fit in the task's time limit.
 MAX_429_ROUNDS = 2
+
+
+class GiveBack(Exception):
+    """The call refuses to go to the API now, for a reason that is ours, not the stations' (chapter 5: the
+    budget): the batch goes back to pending, uncounted, and the task ends normally."""
 
 
 def lease_seconds() -> float:
@@ -137,8 +144,12 @@ def keep_alive(r: redis.Redis, k: Keys, batch: list[str], holder: str, headers: 
     return sleep
 
 
-def fetch(task: Task, batch: list[str], day: str, global_limit: bool = True) -> dict:
-    """Fetch one leased batch; the body of the loop's fetch tasks (`task` is the bound task)."""
+def fetch(task: Task, batch: list[str], day: str, global_limit: bool = True,
+          call: Callable[..., dict] | None = None) -> dict:
+    """Fetch one leased batch; the body of the loop's fetch tasks (`task` is the bound task).
+
+    `call(batch, day, settings)` makes the request: client.fetch (looked up at call time), or chapter 5's,
+    which spends from a budget."""
     s = settings_mod.load()
     r, k = redis_client(), for_day(day)
     if len(batch) > s.api_max_batch:
@@ -150,9 +161,12 @@ def fetch(task: Task, batch: list[str], day: str, global_limit: bool = True) -> 
         return {"day": day, "done": 0, "dead": len(start.buried), "released": len(start.released)}
     batch = start.go
     try:
-        return _fetch_leased(task, r, k, s, batch, holder, global_limit)
+        return _fetch_leased(task, r, k, s, batch, holder, global_limit, call or client.fetch)
     except Retry:
         raise
+    except GiveBack as why:
+        leases.release(r, k, batch, holder, uncount=True)
+        return {"day": day, "done": 0, "dead": 0, "given_back": len(batch), "why": str(why)}
     except limiter.NoLimitError as error:
         raise stop_for_configuration(r, k, batch, holder, task.request.headers or {}, error) from None
     except (SoftTimeLimitExceeded, limiter.LimiterTimeout) as error:   # ours, not the API's: retried, counted
@@ -163,7 +177,7 @@ def fetch(task: Task, batch: list[str], day: str, global_limit: bool = True) -> 
 
 
 def _fetch_leased(task: Task, r: redis.Redis, k: Keys, s: settings_mod.Settings, batch: list[str], holder: str,
-                  global_limit: bool) -> dict:
+                  global_limit: bool, call: Callable[..., dict]) -> dict:
     gate = limiter.GlobalLimiter(r) if global_limit else None
     headers = task.request.headers or {}
     wait = keep_alive(r, k, batch, holder, headers)
@@ -173,7 +187,7 @@ def _fetch_leased(task: Task, r: redis.Redis, k: Keys, s: settings_mod.Settings,
         if waited or rounds:   # else the lease start_attempt just gave still covers the request
             leases.extend(r, k, batch, s.request_timeout + lease_seconds(), holder)
         try:
-            readings = client.fetch(batch, k.day, s)
+            readings = call(batch, k.day, s)
         except client.RateLimited as limited:
             if gate is not None:
                 limiter.learn(r, limited.limit)

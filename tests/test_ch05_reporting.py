@@ -1,0 +1,334 @@
+"""Chapter 5: runs that report themselves, check their data and keep to a budget.
+
+The pieces alone: the price list, the budget script under concurrent spenders, the
+quality rules against the data set's own glitches (three seeds no other test uses),
+the reconciliation. Then whole runs, with two real worker processes (shared by the
+module; each test takes a day of its own) against the fake API: a clean day and a
+faulty one reported to the figure, a budget that runs out and a second run that
+completes the day, one report per run whatever kicks and crashes happen, and the
+pipeline without its report pipeline.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from workshop import settings as settings_mod, stations as answer_key
+from workshop.api import ApiConfig, ApiServer
+from workshop.workers import WorkerProcesses
+
+from ch04_rate_limits import dead_letters, keys as ch04_keys, pipeline as ch04_pipeline
+from ch05_reporting import budget, keys, prices, quality, reconcile, runs, runs_table
+from ch05_reporting import pipeline
+
+TESTS = Path(__file__).parent
+APP = "ch05_workers"
+N, BATCH = 60, 5                      # 12 calls a day
+PRICE_REQUEST, PRICE_STATION = 0.001, 0.0002
+CALL = prices.to_micro(PRICE_REQUEST) + BATCH * prices.to_micro(PRICE_STATION)   # 2,000 micro
+DAY_COST = (N // BATCH) * CALL
+KINDS = answer_key.GLITCH_KINDS
+TIMEOUT = 60.0
+EXERCISES = ("5.1", "5.2", "5.3", "5.4")
+whole_run = pytest.mark.exercises(*EXERCISES)
+
+
+# ---------------------------------------------------------------- prices and the budget
+
+def test_the_price_list_gives_the_most_a_call_costs_and_what_the_terms_bill():
+    p = prices.Prices(request=1000, station=200, billed="2xx")
+    assert p.call(5) == 2000 and p.billed_for(200, 5) == 2000
+    assert p.billed_for(429, 5) == 0 and p.billed_for(503, 5) == 0
+    assert prices.Prices(1000, 200, "all").billed_for(429, 5) == 1000
+    assert p.cheapest_batch(50) == 50, "the request price is shared: the largest batch is cheapest"
+    assert prices.Prices(0, 200, "2xx").cheapest_batch(50) == 50
+    assert p.to_finish(12, 5) == 3 * 1000 + 12 * 200 and p.to_finish(0, 5) == 0
+    assert prices.money(12_345) == "$0.0123"
+
+
+@pytest.mark.exercises("5.2")
+def test_the_budget_never_lets_concurrent_spenders_overspend(redis):
+    run = runs.open(redis, "2030-01-01", budget_micro=100_000)
+    granted, lock = [], threading.Lock()
+
+    def spend(amount: int):
+        while budget.reserve(redis, run, amount):
+            with lock:
+                granted.append(amount)
+
+    threads = [threading.Thread(target=spend, args=(amount,)) for amount in (700, 1100, 1300, 2900) * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    state = budget.state(redis, run)
+    print(f"{len(granted)} reservations, spent {state['spent']} of 100000")
+    assert state["spent"] == sum(granted) <= 100_000
+    assert state["spent"] > 100_000 - 2900, "refused only when the next call did not fit"
+    assert state["exhausted"] and not budget.reserve(redis, run, 1), "once exhausted, nothing more"
+    budget.refund(redis, run, 5000)
+    assert not budget.reserve(redis, run, 1), "a refund after that does not reopen the run"
+
+
+@pytest.mark.exercises("5.2")
+def test_a_run_without_a_budget_spends_freely_and_a_zero_budget_nothing(redis):
+    free = runs.open(redis, "2030-01-02")
+    assert all(budget.reserve(redis, free, 10**9) for _ in range(3))
+    assert budget.state(redis, free) == {"budget": None, "spent": 3 * 10**9, "exhausted": False}
+    broke = runs.open(redis, "2030-01-03", budget_micro=0)
+    assert not budget.reserve(redis, broke, 1)
+
+
+def test_a_run_stays_open_until_closed_once(redis):
+    first = runs.open(redis, "2030-01-04", budget_micro=10)
+    assert runs.open(redis, "2030-01-04", budget_micro=99) == first, "a restart goes on in the open run"
+    assert budget.state(redis, first)["budget"] == 10, "with the budget it opened with"
+    assert runs.close(redis, "2030-01-04", "finished") == first
+    assert runs.close(redis, "2030-01-04", "finished") is None, "closed once"
+    assert redis.sismember(keys.UNREPORTED, first)
+    assert runs.open(redis, "2030-01-04") != first, "the next kick opens a new run"
+
+
+# ---------------------------------------------------------------- quality rules
+
+@pytest.mark.exercises("5.3")
+@pytest.mark.parametrize("seed", [1717, 2828, 3939])
+def test_quality_findings_equal_the_data_sets_glitches_exactly(seed):
+    ids = answer_key.station_ids(400)
+    found = []
+    for start in range(0, len(ids), 50):
+        batch = ids[start:start + 50]
+        found += quality.check({s: answer_key.readings(seed, s, "2026-03-01", 0.06, KINDS) for s in batch})
+    truth = [g for s in ids for g in answer_key.glitches(seed, s, "2026-03-01", 0.06, KINDS)]
+    as_found = Counter((f["station"], f["hour"], f["rule"], f["value"]) for f in found)
+    as_true = Counter((g["station"], g["hour"], g["kind"], g["value"]) for g in truth)
+    print(f"seed {seed}: {len(truth)} glitches, {Counter(g['kind'] for g in truth)}")
+    assert not as_true - as_found, "no glitch missed"
+    assert not as_found - as_true, "no false alarm"
+
+
+@pytest.mark.exercises("5.3")
+def test_flagged_hours_are_left_out_and_the_summary_is_the_answer_keys():
+    from ch01_periodic.summary import summarise
+    for station in answer_key.station_ids(80):
+        served = {station: answer_key.readings(7, station, "2026-03-02", 0.1, KINDS)}
+        clean = quality.exclude(served, quality.check(served))[station]
+        assert answer_key.same_summary(summarise(station, "2026-03-02", clean),
+                                       answer_key.expected_summary(station, "2026-03-02", 7, 0.1, KINDS))
+
+
+def test_a_null_value_is_a_finding_not_a_crash():
+    hours = answer_key.readings(1, "WX00001", "2026-03-03")
+    hours[5] = {**hours[5], "humidity_pct": None}
+    assert quality.check({"WX00001": hours}) == [{"station": "WX00001", "hour": 5, "rule": "missing", "value": None}]
+
+
+# ---------------------------------------------------------------- reconciliation
+
+@pytest.mark.exercises("5.4")
+def test_reconciliation_names_each_difference_and_its_likely_cause():
+    api = {"requests": 12, "rate_limited": 1, "server_errors": 2, "cost_micro": 20_000}
+    same = {**api, "no_answer": 0}
+    assert reconcile.differences(same, api) == []
+    timeout = reconcile.differences({**api, "cost_micro": 22_000, "no_answer": 1}, api)
+    assert [(d["figure"], d["difference"]) for d in timeout] == [("cost_micro", 2000)]
+    assert "no answer" in timeout[0]["why"]
+    more = reconcile.differences({**same, "requests": 10}, api)
+    assert [(d["figure"], d["ours"], d["api"], d["difference"]) for d in more] == [("requests", 10, 12, -2)]
+    assert "did not record" in more[0]["why"]
+    assert "reset" in reconcile.differences({**same, "requests": 14}, api)[0]["why"]
+    assert reconcile.differences(same, None)[0]["figure"] == "all", "no API statistics: said, not hidden"
+
+
+# ---------------------------------------------------------------- whole runs
+
+# Before the module's shared workers start (they would take this test's batches too): its own workers, of the
+# app without the report pipeline in `include`.
+@whole_run
+def test_the_pipeline_runs_the_same_without_its_report_pipeline(redis, fake_api, worker_processes, monkeypatch,
+                                                                  tmp_path):
+    for name, value in {"API_MAX_BATCH": BATCH, "API_STATIONS": N, "API_GLITCH_KINDS": ",".join(KINDS),
+                        "API_GLITCH_RATE": 0.05, "CH02_DB": tmp_path / "db.sqlite3", "CH04_LEASE": 15,
+                        "CH05_WITHOUT_REPORTING": 1,
+                        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+                        }.items():
+        monkeypatch.setenv(name, str(value))
+    api = fake_api(rate=20, burst=10)
+    workers = worker_processes(APP, 2, pool="prefork", concurrency=1)
+    day = "2026-05-01"
+    run = run_day(redis, day)
+    assert pipeline.outcome(redis, day) == {"stations": N, "done": N, "missing": 0, "wrong": 0, "dead": 0}
+    assert api.stats()["fetches"] == dict.fromkeys(answer_key.station_ids(N), 1)
+    time.sleep(2)
+    assert redis.sismember(keys.UNREPORTED, run), "ended, and nobody reported it: nothing listens"
+    assert not (tmp_path / "db.sqlite3").exists() or not runs_table.rows(day=day)
+    assert "ch05_reporting.report_run" not in workers.log(0) + workers.log(1)
+
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server, tmp_path_factory):
+    """The fake API and two prefork workers of chapter 5's app, for the whole module.
+
+    Every test takes a day of its own and a fresh SQLite file, so runs never meet."""
+    tmp = tmp_path_factory.mktemp("ch05")
+    env = {"API_MAX_BATCH": BATCH, "API_STATIONS": N, "API_PRICE_REQUEST": PRICE_REQUEST,
+           "API_PRICE_STATION": PRICE_STATION, "API_GLITCH_KINDS": ",".join(KINDS), "API_GLITCH_RATE": 0.05,
+           "API_RATE": 20, "API_BURST": 10, "CH04_LEASE": 15, "CH05_REPORTS": tmp / "reports",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, str(value))
+        client = redis_server.client()
+        client.flushdb()
+        api = ApiServer(ApiConfig.from_settings(settings_mod.load()), port=0).start()
+        patch.setenv("API_URL", api.url)
+        patch.setenv("API_KEY", api.config.key)
+        workers = WorkerProcesses(APP, 2, pool="prefork", concurrency=1, log_dir=str(tmp)).start()
+        try:
+            yield {"api": api, "redis": client, "tmp": tmp, "workers": workers}
+        finally:
+            workers.stop()
+            api.stop()
+            client.close()
+
+
+_days = iter(f"2026-04-{d:02d}" for d in range(1, 29))
+
+
+@pytest.fixture
+def day(stack, monkeypatch):
+    """A day of this test's own, a fresh SQLite file (CH02_DB here, the loop's `db` option for the
+    workers), the API's counts zeroed, the limit forgotten."""
+    the_day = next(_days)
+    monkeypatch.setenv("CH02_DB", str(stack["tmp"] / f"{the_day}.sqlite3"))
+    stack["api"].reset()
+    ch04_pipeline.reset_limits(stack["redis"])
+    return the_day
+
+
+def run_day(r, day: str, budget: float | None = None) -> str:
+    run = pipeline.run(r, day, N, db=os.environ["CH02_DB"], timeout=TIMEOUT, show=False, budget=budget)
+    assert run is not None, f"the loop did not end in {TIMEOUT:.0f} s: {pipeline.LOOP.status(r, day)}"
+    return run
+
+
+def reported(r, run: str) -> dict:
+    from ch05_reporting import reporting   # the test may; the pipeline never does
+    row = reporting.wait(r, run, timeout=30, db=os.environ["CH02_DB"])
+    assert row is not None, f"no report for run {run} within 30 s"
+    return row
+
+
+def api_day(api, day: str) -> dict:
+    stats = api.stats()
+    counts = stats["by_day"].get(day, {})
+    return {"requests": sum(counts.values()), "429": counts.get("429", 0),
+            "5xx": sum(n for s, n in counts.items() if s.startswith("5")),
+            "cost": round(stats["bill"]["by_day"].get(day, 0) * prices.MICRO), "stats": stats}
+
+
+def assert_report_is_the_truth(r, api, day: str, row: dict) -> None:
+    """Done, dead, missing against the answer key and dead letters; requests, 429s, 5xx, cost against /_stats."""
+    outcome = pipeline.outcome(r, day)
+    buried = dead_letters.dead_letters(r, ch04_keys.for_day(day))
+    theirs = api_day(api, day)
+    print({k: row[k] for k in ("outcome", "done", "dead_lettered", "missing", "api_requests", "rate_limited",
+                               "server_errors", "no_answer", "retries", "cost_micro", "utilisation")})
+    assert outcome["wrong"] == 0 and row["done"] == outcome["done"]
+    assert row["dead_lettered"] == outcome["dead"] == len(buried)
+    assert row["dead_reasons"] == dict(Counter(b["reason"] for b in buried.values()))
+    assert row["missing"] == outcome["missing"] + outcome["dead"] - row["dead_lettered"] + 0
+    assert (row["api_requests"], row["rate_limited"], row["server_errors"]) == \
+           (theirs["requests"], theirs["429"], theirs["5xx"])
+    assert row["cost_micro"] == theirs["cost"], "what we paid is what the API billed"
+    assert row["reconciled"] == 1 and row["differences"] == []
+
+
+@whole_run
+def test_a_clean_day_is_reported_to_the_figure_and_its_findings_are_the_apis_glitch_log(stack, day):
+    r, api = stack["redis"], stack["api"]
+    run = run_day(r, day)
+    row = reported(r, run)
+
+    assert row["outcome"] == "finished" and row["done"] == N and row["missing"] == 0
+    assert_report_is_the_truth(r, api, day, row)
+    assert row["api_requests"] == N // BATCH and row["retries"] == 0 and row["cost_micro"] == DAY_COST
+    logged = {(g["station"], g["hour"], g["kind"], g["value"]) for g in api.stats()["glitch_log"]}
+    found = {(f["station"], f["hour"], f["rule"], f["value"]) for f in quality.findings(r, day)}
+    assert logged and found == logged and row["glitches_found"] == len(logged)
+    page = Path(os.environ["CH05_REPORTS"]) / f"run-{run}.html"
+    html = page.read_text()
+    assert "finished" in html and "data:image/png;base64," in html
+    assert "http://" not in html and "https://" not in html, "self-contained: no external URL"
+
+
+@whole_run
+def test_a_faulty_day_is_reported_to_the_figure_too(stack, day):
+    r, api = stack["redis"], stack["api"]
+    api.reset(error_rate=0.15, malformed_rate=0.05, rate=8, burst=2)   # 5xx, broken bodies and 429s
+    run = run_day(r, day)
+    row = reported(r, run)
+    assert row["server_errors"] and row["retries"], "the faults happened"
+    assert row["done"] + row["dead_lettered"] == N
+    assert_report_is_the_truth(r, api, day, row)
+
+
+@whole_run
+def test_a_budget_for_60_percent_stops_the_run_and_a_second_run_completes_the_day(stack, day):
+    r, api = stack["redis"], stack["api"]
+    budget_money = 0.6 * DAY_COST / prices.MICRO
+    first = run_day(r, day, budget=budget_money)
+    row = reported(r, first)
+
+    bill = api_day(api, day)["cost"]
+    print(f"budget {budget_money:.4f}: billed {bill / prices.MICRO:.4f}; {pipeline.LOOP.status(r, day)}")
+    assert bill <= prices.to_micro(budget_money), "the API's bill never exceeds the budget"
+    assert row["outcome"] == "budget spent"
+    fetched = row["stations_fetched"]
+    assert fetched == BATCH * (prices.to_micro(budget_money) // CALL), "as many calls as the budget pays for"
+    assert row["done"] == fetched and row["pending"] == N - fetched, "everything fetched was also persisted"
+    assert row["to_finish_micro"] == prices.Prices(1000, 200, "2xx").to_finish(N - fetched, BATCH)
+
+    second = run_day(r, day, budget=1.0)
+    row2 = reported(r, second)
+    assert second != first and row2["outcome"] == "finished" and row2["done"] == N
+    assert row2["cost_micro"] == row["to_finish_micro"], "finishing cost what the first report said"
+    assert api.stats()["fetches"] == dict.fromkeys(answer_key.station_ids(N), 1), "no station billed twice"
+    assert pipeline.outcome(r, day)["done"] == N
+    assert [x["run"] for x in runs_table.rows(day=day)] == [first, second]
+
+
+@whole_run
+def test_one_report_per_run_through_ten_kicks_a_watchdog_restart_and_a_killed_report_worker(stack, day):
+    from ch05_reporting import watchdog
+    from ch05_workers import KILL_REPORT_KEY, KILLED_REPORT_KEY
+    r, api = stack["redis"], stack["api"]
+    api.reset(rate=10, burst=2)
+    r.set(KILL_REPORT_KEY, 1)   # the first report task dies mid-report
+    ch04_pipeline.ch03_pipeline.discover(day, N)
+    kicks = [threading.Thread(target=pipeline.kick, args=(r, day, os.environ["CH02_DB"])) for _ in range(10)]
+    for kick in kicks:
+        kick.start()
+    for kick in kicks:
+        kick.join()
+    run = runs.current(r, day)
+    # The loop dies silently (its lock dropped, as when a worker dies between batches); the watchdog repairs it.
+    time.sleep(0.3)
+    r.delete(pipeline.LOOP.keys(day).lock)
+    time.sleep(0.5)
+    assert watchdog.watchdog.apply().get()[day] == "restarted"
+    assert pipeline.LOOP.wait(r, day, TIMEOUT), pipeline.LOOP.status(r, day)
+    row = reported(r, run)
+
+    assert r.get(KILLED_REPORT_KEY) == run, "a report worker was killed mid-report"
+    assert "signal 9 (SIGKILL)" in stack["workers"].log(0) + stack["workers"].log(1)
+    assert runs.current(r, day) is None and r.get(keys.sequence(day)) == "1", "one run"
+    assert [x["run"] for x in runs_table.rows(day=day)] == [run], "one report"
+    assert row["done"] == N and row["outcome"] == "finished"
+    assert api.stats()["fetches"] == dict.fromkeys(answer_key.station_ids(N), 1)
