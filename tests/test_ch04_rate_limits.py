@@ -263,6 +263,8 @@ def test_at_50_per_s_and_burst_1_5_or_50_several_processes_are_granted_within_1_
     ("Thu Jan 15 12:00:05 2026", 5.0, "http-date"),                    # asctime, obsolete, no zone: GMT
     ("Thu, 15 Jan 2026 11:59:00 GMT", 0.0, "http-date"),               # in the past: go now
     ("99999999", retry_after.LONGEST, "delay-seconds"),                # capped
+    ("9" * 400, retry_after.LONGEST, "delay-seconds"),                 # past a float: still capped, no crash
+    ("9" * 5000, retry_after.LONGEST, "delay-seconds"),                # past Python's int-from-text limit too
     ("Fri, 15 Jan 2027 12:00:00 GMT", retry_after.LONGEST, "http-date"),
     ("", retry_after.FALLBACK, "fallback"),
     (None, retry_after.FALLBACK, "fallback"),
@@ -375,6 +377,7 @@ def test_a_pause_holds_every_caller_for_at_least_its_length_and_is_never_shorten
     assert [p["why"] for p in pause.history(redis)] == ["429", "a shorter one"]
 
 
+@pytest.mark.exercises("4.1", "4.2")
 def test_after_a_pause_the_limiter_restarts_empty_one_request_then_one_per_interval(redis):
     limiter.configure(redis, limiter.Limit(5, 5), jitter=0)     # a slot every 200 ms, bursts of 5
     gate = limiter.GlobalLimiter(redis)

@@ -167,14 +167,9 @@ class Loop:
     # ---------------------------------------------------------------- the signals
 
     def connect(self) -> None:
-        """Hang the handlers on each segment's task. Sender = the task object: only its own ends count.
-
-        `@app.task` gives a lazy proxy until the app is finalized; Celery connects a proxy sender
-        once it becomes the task object, so this may run at import, before any configuration.
-        A bound method is held weakly by default: `weak=False` keeps it. `dispatch_uid` makes a
-        second call (a module imported twice) replace the first connection, not add one."""
-        # exercise 3.1: on every segment's task, and no other, self.on_success runs when it returns and self.on_failure when it raises; calling connect() again adds no second call per task end
-        raise NotImplementedError("exercise 3.1: on every segment's task, and no other, self.on_success runs when it returns and self.on_failure when it raises; calling connect() again adds no second call per task end")
+        """Hang the loop's two handlers on each segment's task, and on no other task, once."""
+        # exercise 3.1: on every segment's task, and no other, self.on_success runs when it returns and self.on_failure when it raises; the connection lasts as long as the process (nothing else holds the bound methods); calling connect() again adds no second call per task end
+        raise NotImplementedError("exercise 3.1: on every segment's task, and no other, self.on_success runs when it returns and self.on_failure when it raises; the connection lasts as long as the process (nothing else holds the bound methods); calling connect() again adds no second call per task end")
 
     def on_success(self, sender: Task, **_) -> None:
         """task_success, in the worker's pool process, once the task returned (no result is stored): next batch."""

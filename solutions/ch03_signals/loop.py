@@ -165,13 +165,12 @@ class Loop:
     # ---------------------------------------------------------------- the signals
 
     def connect(self) -> None:
-        """Hang the handlers on each segment's task. Sender = the task object: only its own ends count.
-
-        `@app.task` gives a lazy proxy until the app is finalized; Celery connects a proxy sender
-        once it becomes the task object, so this may run at import, before any configuration.
-        A bound method is held weakly by default: `weak=False` keeps it. `dispatch_uid` makes a
-        second call (a module imported twice) replace the first connection, not add one."""
-        # >>> exercise 3.1: on every segment's task, and no other, self.on_success runs when it returns and self.on_failure when it raises; calling connect() again adds no second call per task end
+        """Hang the loop's two handlers on each segment's task, and on no other task, once."""
+        # >>> exercise 3.1: on every segment's task, and no other, self.on_success runs when it returns and self.on_failure when it raises; the connection lasts as long as the process (nothing else holds the bound methods); calling connect() again adds no second call per task end
+        # Sender = the task object: only its own ends count. `@app.task` gives a lazy proxy until the app
+        # is finalized; Celery connects a proxy sender once it becomes the task object, so this may run at
+        # import, before any configuration. A bound method is held weakly by default: `weak=False` keeps
+        # it. `dispatch_uid` makes a second call (a module imported twice) replace the first, not add one.
         for segment in self.segments:
             uid = f"{self.name}:{segment.name}"
             task_success.connect(self.on_success, sender=segment.task, weak=False, dispatch_uid=uid + ":ok")
