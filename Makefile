@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 
-.PHONY: venv demo test lab check-env exercises catch-up check-exercises notebooks bench-api bench-loop bench-limits bench-scale up
+.PHONY: venv demo test lab check-env exercises catch-up check-exercises notebooks bench-api bench-loop bench-limits bench-scale bench-cost up
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ bench-limits: venv    ## chapter 4's global limiter vs Celery's per-worker rate_
 
 bench-scale: venv     ## chapter 4's loop unthrottled at 1k, 10k, 100k stations: cost per batch, beside Celery's raw ceiling
 	$(call bench_ready,4) PYTHONPATH=$(BENCH_TREE) $(BIN)/python -m ch04_rate_limits.bench_scale $(BENCH_ARGS)
+
+bench-cost: venv      ## what a day costs: chapter 1's periodic pipeline, chapter 4's loop, chapter 5's budget-aware loop
+	$(call bench_ready,5) PYTHONPATH=$(BENCH_TREE) $(BIN)/python -m ch05_reporting.bench_cost $(BENCH_ARGS)
 
 up:                   ## redis, API, worker, beat, flower, jupyter in containers
 	docker-compose up

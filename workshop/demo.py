@@ -1,7 +1,8 @@
 """`make demo`: the most advanced finished chapter's pipeline, end to end, on this machine.
 
 A chapter takes part by shipping `solutions/chNN_*/demo.py` with a Celery `app`
-and `run(r, settings) -> dict` (counts such as done, failed, missing). Until one
+and `run(r, settings) -> dict` (counts such as done, failed, missing), and may
+add `report() -> str`, printed last. Until one
 does, the kit's self-check runs. The demo brings what every run needs: a Redis,
 the fake Stations API, an embedded worker; and prints a short summary.
 """
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(outcome, stats, duration))
     ok, sentence = verdict(outcome, stats, module.__name__)
     print(f"\n{sentence}")
+    if hasattr(module, "report"):   # a chapter that reports on its own runs ends the demo on its report
+        print(f"\n{module.report()}")
     return 0 if ok else 1
 
 

@@ -47,14 +47,14 @@ def utilisation(stats: dict, seconds: float | None = None) -> float:
 
 
 def check(summaries: dict[str, dict], expected: Iterable[str], day: str, seed: int,
-          glitch_rate: float = 0.0) -> dict[str, list[str]]:
+          glitch_rate: float = 0.0, kinds: tuple[str, ...] = answer_key.DEFAULT_GLITCH_KINDS) -> dict[str, list[str]]:
     """Sort the expected stations into done (equal to the answer key), wrong, and missing (no summary)."""
     verdicts: dict[str, list[str]] = {"done": [], "wrong": [], "missing": []}
     for station in expected:
         summary = summaries.get(station)
         if summary is None:
             verdicts["missing"].append(station)
-        elif answer_key.same_summary(summary, answer_key.expected_summary(station, day, seed, glitch_rate)):
+        elif answer_key.same_summary(summary, answer_key.expected_summary(station, day, seed, glitch_rate, kinds)):
             verdicts["done"].append(station)
         else:
             verdicts["wrong"].append(station)
@@ -69,7 +69,8 @@ def figures(stats: dict, summaries: dict[str, dict], expected: Iterable[str], da
     """
     config = stats["config"]
     expected = list(expected)
-    verdicts = check(summaries, expected, day, config["seed"], config["glitch_rate"])
+    verdicts = check(summaries, expected, day, config["seed"], config["glitch_rate"],
+                     tuple(config.get("glitch_kinds", answer_key.DEFAULT_GLITCH_KINDS)))
     seconds = wall_seconds(stats) if seconds is None else seconds
     return {
         "stations": len(expected),
