@@ -142,6 +142,9 @@ def test_reconciliation_names_each_difference_and_its_likely_cause():
     assert [(d["figure"], d["ours"], d["api"], d["difference"]) for d in more] == [("requests", 10, 12, -2)]
     assert "did not record" in more[0]["why"]
     assert "reset" in reconcile.differences({**same, "requests": 14}, api)[0]["why"]
+    terms = reconcile.differences({**same, "cost_micro": 18_000}, api)
+    assert [(d["figure"], d["difference"]) for d in terms] == [("cost_micro", -2000)]
+    assert "API_BILLED" in terms[0]["why"], "the same calls billed higher: our price list is wrong"
     assert reconcile.differences(same, None)[0]["figure"] == "all", "no API statistics: said, not hidden"
 
 

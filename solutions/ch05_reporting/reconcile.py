@@ -42,7 +42,7 @@ def differences(recorded: dict, api: dict | None) -> list[dict]:
     if api is None:
         return [{"figure": "all", "ours": None, "api": None, "difference": None,
                  "why": "the API publishes no statistics (no /_stats): nothing to reconcile against"}]
-    # >>> exercise 5.4: a finding for each figure in FIGURES whose recorded and API values differ (difference = ours - api), with a `why`: calls without an answer explain a cost we kept above the bill; more on the API's side than ours means its counts include calls we did not record, e.g. another client or a run not reported yet; less means it was reset or restarted since
+    # >>> exercise 5.4: a finding for each figure in FIGURES whose recorded and API values differ (difference = ours - api), with a `why`: calls without an answer explain a cost we kept above the bill; a bill above our cost for the same requests means our price list is not the API's terms; more on the API's side than ours means calls we did not record (another client, a run not reported yet); less means it was reset or restarted since
     found = []
     for figure in FIGURES:
         difference = recorded[figure] - api[figure]
@@ -51,6 +51,9 @@ def differences(recorded: dict, api: dict | None) -> list[dict]:
         if figure == "cost_micro" and difference > 0 and recorded["no_answer"]:
             why = (f"{recorded['no_answer']} calls got no answer: we kept what they reserved, "
                    "the API billed what it served")
+        elif figure == "cost_micro" and difference < 0 and recorded["requests"] == api["requests"]:
+            why = ("the API billed more for the same calls than our price list says: check API_PRICE_REQUEST, "
+                   "API_PRICE_STATION and API_BILLED against its published terms")
         elif difference < 0:
             why = "the API counted calls we did not record: another client, or a run not reported yet"
         else:
