@@ -96,6 +96,20 @@ def pytest_report_header(config):
 _redis_description: list[str] = []
 
 
+def pytest_sessionfinish(session):
+    # Under pytest-xdist (`make test` runs two workers) each worker has a Redis of its own: it tells the
+    # controller which, so that the summary still says where the tests ran.
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["redis"] = list(_redis_description)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    for line in getattr(node, "workeroutput", {}).get("redis", []):
+        if line not in _redis_description:
+            _redis_description.append(line)
+
+
 def pytest_terminal_summary(terminalreporter):
     for line in _redis_description:
         terminalreporter.write_line(line)
