@@ -2,7 +2,10 @@
 # the Celery worker(s) and beat, Flower and JupyterLab.
 # Build it before the workshop, while you have a good network (this pulls
 # python:3.11-slim and the packages from PyPI):   docker compose build
-FROM python:3.11-slim
+# Offline CI passes a base image it made itself (.ci/build-python-image.sh):
+#   docker compose build --build-arg PYTHON_IMAGE=workshop-python-base:local
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 # PYTHONPATH: solutions/ and chapters/ are not installed packages; import them from /workshop.
 ENV PYTHONUNBUFFERED=1 \
@@ -22,8 +25,11 @@ RUN pip install ".[dev]"
 
 # Run as a non-root user. Its home is world-writable so that Jupyter and Celery
 # still work when compose runs the services as your own uid (WORKSHOP_USER).
+# /var/lib/workshop: the pipelines' files (SQLite, reports), in a volume: the checkout mounted at
+# /workshop may belong to another uid, which could not write there.
 RUN useradd --create-home --uid 1000 workshop \
     && chmod 1777 /home/workshop \
+    && mkdir -p /var/lib/workshop && chmod 1777 /var/lib/workshop \
     && chown -R workshop:workshop /workshop
 ENV HOME=/home/workshop
 USER workshop
