@@ -49,8 +49,11 @@ def check(stations: int, timeout: float = 180.0) -> int:
     outcome = pipeline.outcome(r, DAY)
     stats = requests.get(f"{settings_mod.load().effective_api_url}/_stats", timeout=10).json()
     twice = sum(n > 1 for n in stats["fetches"].values())
+    span = (stats["last_request_at"] or 0) - (stats["first_request_at"] or 0)
+    pace = (f"; {stats['accepted'] / span:.1f} accepted requests/s of the API's {stats['config']['rate']:g} "
+            f"over the fetch phase ({span:.1f} s, the restart included)") if span > 0 else ""
     print(f"compose day: finished={finished} after {time.monotonic() - started:.1f} s more; {outcome}; "
-          f"API requests {stats['requests']}, 429s {stats['rate_limited']}, stations fetched twice {twice}",
+          f"API requests {stats['requests']}, 429s {stats['rate_limited']}, stations fetched twice {twice}{pace}",
           flush=True)
     ok = finished and outcome == {"stations": stations, "done": stations, "missing": 0, "wrong": 0, "dead": 0}
     return 0 if ok else 1

@@ -21,12 +21,12 @@ import pytest
 import redis as redis_py
 
 from workshop import stations as answer_key, target
+from workshop.own_redis import OwnRedis
 
 from ch02_segmented import stages
 from ch03_signals import error_log, history
 from ch04_rate_limits import dead_letters, keys, pipeline, retries
 
-from own_redis import OwnRedis
 from test_ch04_rate_limits import APP, EXERCISES, BATCH, DAY, N, TIMEOUT, run_day, served, use  # noqa: F401 (use: a fixture)
 
 pytestmark = pytest.mark.exercises(*EXERCISES)   # every test here runs whole days

@@ -21,11 +21,11 @@ from celery.signals import task_postrun, task_prerun, task_success
 
 from workshop import settings as settings_mod, stations as answer_key
 from workshop.celery_app import redis_client
+from workshop.own_redis import OwnRedis
 
 from ch02_segmented import keys as segment_keys, pipeline as segment_pipeline, stages
 from ch04_rate_limits import handlers, limiter, pipeline  # noqa: F401 (handlers: connected here, as in a worker)
 
-from own_redis import OwnRedis
 from test_ch04_rate_limits import EXERCISES
 
 pytestmark = pytest.mark.exercises(*EXERCISES)   # a whole day, in process

@@ -13,8 +13,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from workshop import celery_app
-
-from own_redis import OwnRedis
+from workshop.own_redis import OwnRedis
 
 
 @pytest.fixture

@@ -20,9 +20,11 @@ import time
 import uuid
 from pathlib import Path
 
+import redis
 from celery import Celery
 from celery.beat import EmbeddedService
 from celery.contrib.testing.worker import start_worker
+from kombu.exceptions import OperationalError
 
 from . import target as target_mod
 from .redis_provider import NoRedisError
@@ -109,7 +111,7 @@ def _child_env(target: str | None, env: dict | None) -> dict:
     return child
 
 
-class _Process:
+class ChildProcess:
     """One child process in its own process group, logging to a file."""
 
     def __init__(self, argv: list[str], env: dict, log_path: Path):
@@ -158,7 +160,7 @@ class WorkerProcesses:
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="workshop-workers-"))
         run = uuid.uuid4().hex[:6]
         self.names = [f"worker{i}-{run}@127.0.0.1" for i in range(count)]
-        self.processes: list[_Process] = []
+        self.processes: list[ChildProcess] = []
 
     def _argv(self, name: str) -> list[str]:
         return [sys.executable, "-m", "celery", "-A", self.app_module, "worker", "-n", name,
@@ -172,7 +174,7 @@ class WorkerProcesses:
                                "(lab.setup() and the test fixtures do) or set it before starting them.")
         for name in self.names:
             log = self.log_dir / f"{name.split('@')[0]}.log"
-            self.processes.append(_Process(self._argv(name), env, log))
+            self.processes.append(ChildProcess(self._argv(name), env, log))
         try:
             self._wait_for_pings(env["REDIS_URL"], timeout)
         except Exception:
@@ -197,7 +199,14 @@ class WorkerProcesses:
                 if time.monotonic() > deadline:
                     raise WorkerNotReady(f"workers {sorted(waiting)} did not answer a ping within {timeout:.0f} s; "
                                          f"see their logs in {self.log_dir}.")
-                for reply in control.control.ping(destination=sorted(waiting), timeout=0.5) or []:
+                try:
+                    replies = control.control.ping(destination=sorted(waiting), timeout=0.5) or []
+                except (redis.ConnectionError, OperationalError):
+                    # A pooled connection from before a Redis restart (kombu's pools are per process):
+                    # dropped by the failure, the next ping takes a fresh one.
+                    time.sleep(0.2)
+                    continue
+                for reply in replies:
                     waiting -= set(reply)
         finally:
             control.close()
@@ -244,12 +253,12 @@ class BeatProcess:
                  max_interval: int = 1, log_dir: str | None = None):
         self.app_module, self.target, self.env, self.max_interval = app_module, target, env, max_interval
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="workshop-beat-"))
-        self.process: _Process | None = None
+        self.process: ChildProcess | None = None
 
     def start(self, timeout: float = 30.0) -> "BeatProcess":
         argv = [sys.executable, "-m", "celery", "-A", self.app_module, "beat", "-l", "INFO",
                 "-s", str(self.log_dir / "schedule"), "--pidfile=", "--max-interval", str(self.max_interval)]
-        self.process = _Process(argv, _child_env(self.target, self.env), self.log_dir / "beat.log")
+        self.process = ChildProcess(argv, _child_env(self.target, self.env), self.log_dir / "beat.log")
         deadline = time.monotonic() + timeout
         while "beat: Starting..." not in self.process.log():
             if not self.process.alive() or time.monotonic() > deadline:

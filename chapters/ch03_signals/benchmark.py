@@ -186,18 +186,22 @@ def ratios(results: dict[str, dict]) -> str:
                     for what, slow, fast in steps if slow in results and fast in results], left=3)
 
 
-def table(results: dict[str, dict]) -> str:
+ROWS = (   # (label, figures -> cell): the comparison's rows; a later chapter adds its own
+    ("wall time (s)", lambda f: f"{f['seconds']:.1f}" + ("" if f["over"] else " (timed out)")),
+    ("stations/s", lambda f: f"{f['stations/s']:.1f}"),
+    ("API utilisation", lambda f: f"{f['utilisation']:.0%}"),
+    ("stations done", lambda f: f"{f['done']} of {f['stations']}"),
+    ("stations done twice", lambda f: str(f["twice"])),
+    ("stations missing", lambda f: str(f["missing"])),
+    ("stations wrong", lambda f: str(f["wrong"])),
+    ("API requests", lambda f: f"{f['requests']} ({f['accepted']} accepted)"),
+    ("429s / 5xx", lambda f: f"{f['429s']} / {f['errors']}"),
+)
+
+
+def table(results: dict[str, dict], rows=ROWS) -> str:
     lines = [("", *results)]
-    for label, show in (
-            ("wall time (s)", lambda f: f"{f['seconds']:.1f}" + ("" if f["over"] else " (timed out)")),
-            ("stations/s", lambda f: f"{f['stations/s']:.1f}"),
-            ("API utilisation", lambda f: f"{f['utilisation']:.0%}"),
-            ("stations done", lambda f: f"{f['done']} of {f['stations']}"),
-            ("stations done twice", lambda f: str(f["twice"])),
-            ("stations missing", lambda f: str(f["missing"])),
-            ("stations wrong", lambda f: str(f["wrong"])),
-            ("API requests", lambda f: f"{f['requests']} ({f['accepted']} accepted)"),
-            ("429s / 5xx", lambda f: f"{f['429s']} / {f['errors']}")):
+    for label, show in rows:
         lines.append((label, *(show(f) for f in results.values())))
     return aligned(lines, left=1)
 

@@ -1,5 +1,6 @@
-"""redis-server processes of a test's own, on one loopback port and data folder, to stop and start again
-(not lesson code). Every server is stopped by its PID; never the session's Redis."""
+"""A redis-server of one's own, on one loopback port and data folder, to stop and start again: the
+reliability tests and chapter 6 restart Redis mid-run with it. Every server is stopped by its PID; never
+the session's Redis (nor a notebook's)."""
 import signal
 import subprocess
 import time
@@ -20,7 +21,7 @@ class OwnRedis:
         server = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "yes" if self.appendonly else "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         self.started.append(server)
         probe = redis.Redis(port=self.port, socket_connect_timeout=0.2)  # no retries: the probe's own loop
         try:
@@ -30,7 +31,10 @@ class OwnRedis:
                     probe.ping()
                     return server
                 except redis.ConnectionError:
-                    assert server.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        self.stop(server)
+                        raise RuntimeError(f"redis-server did not start on port {self.port} (data in {self.dir}); "
+                                           "is redis-server installed (apt-get install redis-server)?")
                     time.sleep(0.02)
         finally:
             probe.close()

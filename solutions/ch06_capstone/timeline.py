@@ -1,0 +1,44 @@
+"""Stations done over time, sampled from the outside: a thread counts what a pipeline has stored."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+
+class Timeline:
+    """Samples `count()` every `every` seconds while in its `with` block: [(time.time(), count), ...].
+
+    A failed count (Redis restarting, a database being written) is skipped, not fatal: the line has a gap."""
+
+    def __init__(self, count: Callable[[], int], every: float = 0.2):
+        self._count, self.every = count, every
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="timeline", daemon=True)
+
+    def _sample(self) -> None:
+        try:
+            self.samples.append((time.time(), self._count()))
+        except Exception:   # noqa: BLE001 - a sample lost, the run goes on
+            pass
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def __enter__(self) -> "Timeline":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def since(self, start: float | None) -> list[tuple[float, int]]:
+        """The samples as (seconds after `start`, count); samples before `start` are left out."""
+        if start is None:
+            return []
+        return [(round(t - start, 3), n) for t, n in self.samples if t >= start]
