@@ -18,7 +18,7 @@ demo: venv            ## run the most advanced chapter's pipeline end to end
 	$(BIN)/python -m workshop demo
 
 # Two processes, each with a Redis of its own, a test file each at a time (a module's shared workers stay
-# in one process): about 7 minutes instead of 12 on 2 cores. TEST_WORKERS=0 runs in one process.
+# in one process): about 7 minutes on 2 cores. TEST_WORKERS=0 runs in one process, about twice as long.
 TEST_WORKERS ?= 2
 test: venv            ## the whole test suite against the solutions
 	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)

@@ -18,10 +18,14 @@ class OwnRedis:
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> subprocess.Popen:
-        server = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes" if self.appendonly else "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        try:
+            server = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "yes" if self.appendonly else "no", "--dir", self.dir],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise RuntimeError("restarting Redis mid-run needs a redis-server of its own, and none is on PATH: "
+                               "install it (apt-get install redis-server, brew install redis).") from None
         self.started.append(server)
         probe = redis.Redis(port=self.port, socket_connect_timeout=0.2)  # no retries: the probe's own loop
         try:

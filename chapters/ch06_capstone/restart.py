@@ -49,8 +49,8 @@ RESTART_AT = 1 / 3          # the share of the day done when Redis is stopped
 def stranded(r: redis_py.Redis, now: float | None = None) -> list[dict]:
     """The messages Redis holds as delivered but not acknowledged, oldest first: for each, the task's name,
     its id, the stations it carries (its first argument, when that is a list) and its age in seconds."""
-    # exercise 6.1: read kombu's UNACKED hash (tag -> JSON [message, exchange, routing key]; the message's body is base64 JSON [args, kwargs, embed], its headers name the task and id) and UNACKED_INDEX (tag -> time delivered); one dict per message: task, id, stations, age; oldest first
-    raise NotImplementedError("exercise 6.1: read kombu's UNACKED hash (tag -> JSON [message, exchange, routing key]; the message's body is base64 JSON [args, kwargs, embed], its headers name the task and id) and UNACKED_INDEX (tag -> time delivered); one dict per message: task, id, stations, age; oldest first")
+    # exercise 6.1: read kombu's UNACKED hash (tag -> JSON [message, exchange, routing key]; the message's body is base64 JSON [args, kwargs, embed], its headers name the task and id) and UNACKED_INDEX (tag -> delivery time, epoch seconds: time.time(), which `now` defaults to); `r` answers str; one dict per message: task, id, stations, age; oldest first
+    raise NotImplementedError("exercise 6.1: read kombu's UNACKED hash (tag -> JSON [message, exchange, routing key]; the message's body is base64 JSON [args, kwargs, embed], its headers name the task and id) and UNACKED_INDEX (tag -> delivery time, epoch seconds: time.time(), which `now` defaults to); `r` answers str; one dict per message: task, id, stations, age; oldest first")
 
 
 def stations_in(messages: list[dict]) -> set[str]:

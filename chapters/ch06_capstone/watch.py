@@ -54,8 +54,8 @@ def tasks(url: str, timeout: float = 10.0) -> dict:
 def summary(worker_view: dict, task_view: dict) -> dict[str, dict]:
     """One row per worker: pool processes, tasks processed (the worker's own count), active now, and the
     tasks Flower saw succeed and fail on it (events)."""
-    # exercise 6.2: from Flower's /api/workers answer (worker -> {"stats": {"pool": {"processes": [...]}, "total": {task: n}}, "active": [...]}) and /api/tasks answer (id -> {"worker", "state"}), one dict per worker: processes, processed, active, succeeded, failed
-    raise NotImplementedError('exercise 6.2: from Flower\'s /api/workers answer (worker -> {"stats": {"pool": {"processes": [...]}, "total": {task: n}}, "active": [...]}) and /api/tasks answer (id -> {"worker", "state"}), one dict per worker: processes, processed, active, succeeded, failed')
+    # exercise 6.2: from Flower's /api/workers answer (worker -> {"stats": {"pool": {"processes": [...]}, "total": {task: n}}, "active": [...]}; a worker that did not answer in time lacks "stats" or "active": count them as empty) and /api/tasks answer (id -> {"worker", "state"}), one dict per worker /api/workers lists: processes, processed, active, succeeded, failed
+    raise NotImplementedError('exercise 6.2: from Flower\'s /api/workers answer (worker -> {"stats": {"pool": {"processes": [...]}, "total": {task: n}}, "active": [...]}; a worker that did not answer in time lacks "stats" or "active": count them as empty) and /api/tasks answer (id -> {"worker", "state"}), one dict per worker /api/workers lists: processes, processed, active, succeeded, failed')
 
 
 class Flower:

@@ -19,7 +19,7 @@ def done_over_time(results: dict[str, dict]) -> Figure:
     stations = max(f["stations"] for f in results.values())
     ax.axhline(stations, color="grey", linewidth=0.8, linestyle=":")
     ax.set(xlabel="seconds since the first API request", ylabel="stations done", title="Periodic vs looped, same day")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper left", fontsize="small")
     figure.tight_layout()
     return figure
 

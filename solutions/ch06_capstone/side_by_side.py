@@ -36,12 +36,13 @@ def _looped_done(r, day: str) -> int:
 
 
 def _timed(run, done):
-    """`run` (a side_by_side runner) with a timeline of `done(r, day)`, in seconds after the API's first request."""
+    """`run` (a side_by_side runner) with a timeline of `done(r, day)`, in seconds after the API's first
+    request, up to the end of the run (not the workers' shutdown after it)."""
     def runner(r, api, settings, ids, timeout):
         day = settings.day.isoformat()
         with Timeline(lambda: done(r, day)) as timeline:
             f = run(r, api, settings, ids, timeout)
-        return {**f, "timeline": timeline.since(api.stats()["first_request_at"])}
+        return {**f, "timeline": timeline.since(api.stats()["first_request_at"], f["seconds"])}
     return runner
 
 

@@ -37,8 +37,12 @@ class Timeline:
         self._thread.join()
         self._sample()
 
-    def since(self, start: float | None) -> list[tuple[float, int]]:
-        """The samples as (seconds after `start`, count); samples before `start` are left out."""
+    def since(self, start: float | None, seconds: float | None = None) -> list[tuple[float, int]]:
+        """The samples as (seconds after `start`, count), those before `start` left out; with `seconds` (the
+        run's length) those after it too, ending on the last count at `seconds`."""
         if start is None:
             return []
-        return [(round(t - start, 3), n) for t, n in self.samples if t >= start]
+        line = [(round(t - start, 3), n) for t, n in self.samples if t >= start]
+        if seconds is None or not line:
+            return line
+        return [(t, n) for t, n in line if t < seconds] + [(round(seconds, 3), self.samples[-1][1])]
