@@ -130,8 +130,7 @@ def test_periodic_and_looped_side_by_side_agree_with_the_api_and_the_answer_key(
 def fast_api(fake_api, monkeypatch):
     """A faultless API far above what two workers ask, every request 20 ms: the restart is what they meet."""
     monkeypatch.setenv("API_MAX_BATCH", "10")
-    return fake_api(stations=2000, rate=1000, burst=1000, max_batch=10, error_rate=0.0, slow_rate=1.0,
-                    slow_seconds=0.02, malformed_rate=0.0)
+    return fake_api(stations=2000, max_batch=10, **restart.FAST_API)
 
 
 @pytest.mark.exercises("6.1")

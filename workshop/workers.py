@@ -103,7 +103,7 @@ class EmbeddedBeat:
         self.stop()
 
 
-def _child_env(target: str | None, env: dict | None) -> dict:
+def child_env(target: str | None = None, env: dict | None = None) -> dict:
     child = dict(os.environ)
     child["PYTHONPATH"] = os.pathsep.join(filter(None, [target_mod.pythonpath(target),
                                                          os.environ.get("PYTHONPATH")]))
@@ -168,7 +168,7 @@ class WorkerProcesses:
                 "--without-gossip", "--without-mingle", *self.extra_args]
 
     def start(self, timeout: float = 60.0) -> "WorkerProcesses":
-        env = _child_env(self.target, self.env)
+        env = child_env(self.target, self.env)
         if not env.get("REDIS_URL"):
             raise NoRedisError("Worker processes need REDIS_URL: call workshop.celery_app.use_redis(url) "
                                "(lab.setup() and the test fixtures do) or set it before starting them.")
@@ -217,7 +217,7 @@ class WorkerProcesses:
 
     def pool_pids(self, index: int, timeout: float = 2.0) -> list[int]:
         """PIDs of worker `index`'s pool processes (prefork children), as the worker reports them."""
-        control = self._control_app(_child_env(self.target, self.env)["REDIS_URL"])
+        control = self._control_app(child_env(self.target, self.env)["REDIS_URL"])
         try:
             stats = control.control.inspect([self.names[index]], timeout=timeout).stats() or {}
         finally:
@@ -258,7 +258,7 @@ class BeatProcess:
     def start(self, timeout: float = 30.0) -> "BeatProcess":
         argv = [sys.executable, "-m", "celery", "-A", self.app_module, "beat", "-l", "INFO",
                 "-s", str(self.log_dir / "schedule"), "--pidfile=", "--max-interval", str(self.max_interval)]
-        self.process = ChildProcess(argv, _child_env(self.target, self.env), self.log_dir / "beat.log")
+        self.process = ChildProcess(argv, child_env(self.target, self.env), self.log_dir / "beat.log")
         deadline = time.monotonic() + timeout
         while "beat: Starting..." not in self.process.log():
             if not self.process.alive() or time.monotonic() > deadline:

@@ -53,26 +53,22 @@ def run(r, api, limited: dict, seconds: float, max_batch: int, timeout: float, l
     workers. One row per count: {"workers", "limited": figures, "unthrottled": figures}, and what
     `watch()` answers while that count's workers still run (e.g. Flower's summary), under "watched".
     The limits it publishes per day are given back after."""
-    with published.terms(API_MAX_BATCH=str(max_batch)):
-        return _run(r, api, limited, seconds, max_batch, timeout, log_dir, counts, unthrottled_stations, watch)
-
-
-def _run(r, api, limited, seconds, max_batch, timeout, log_dir, counts, unthrottled_stations, watch) -> list[dict]:
     limited_ids = day_of(limited, seconds, max_batch)
     free_ids = answer_key.station_ids(unthrottled_stations or len(limited_ids))
     rows = []
-    for count in counts:
-        os.environ[WINDOW_ENV] = str(count)       # a batch in flight per worker process (read at each kick)
-        with ch04_bench.workers("ch04_rate_limits.app", log_dir, count):
-            print(f"{count} worker(s): {len(limited_ids)} stations at {limited['rate']:g}/s ...", flush=True)
-            under = one_day(r, api, limited_ids, limited, timeout)
-            print(f"{count} worker(s): {len(free_ids)} stations unthrottled ...", flush=True)
-            free = one_day(r, api, free_ids, UNTHROTTLED, timeout)
-            watched = watch() if watch else None
-        for f in (under, free):
-            if not f["over"]:   # its tasks may still be queued: stop the day, nothing left for the next count
-                ch04_pipeline.LOOP.stop(r, settings_mod.load().day.isoformat(), "timed out in scale-out")
-        rows.append({"workers": count, "limited": under, "unthrottled": free, "watched": watched})
+    with published.terms(API_MAX_BATCH=str(max_batch)):
+        for count in counts:
+            os.environ[WINDOW_ENV] = str(count)       # a batch in flight per worker process (read at each kick)
+            with ch04_bench.workers("ch04_rate_limits.app", log_dir, count):
+                print(f"{count} worker(s): {len(limited_ids)} stations at {limited['rate']:g}/s ...", flush=True)
+                under = one_day(r, api, limited_ids, limited, timeout)
+                print(f"{count} worker(s): {len(free_ids)} stations unthrottled ...", flush=True)
+                free = one_day(r, api, free_ids, UNTHROTTLED, timeout)
+                watched = watch() if watch else None
+            for f in (under, free):
+                if not f["over"]:   # its tasks may still be queued: stop the day, nothing left for the next count
+                    ch04_pipeline.LOOP.stop(r, settings_mod.load().day.isoformat(), "timed out in scale-out")
+            rows.append({"workers": count, "limited": under, "unthrottled": free, "watched": watched})
     return rows
 
 

@@ -12,7 +12,6 @@ is bound to 127.0.0.1: anything more exposed needs `--basic-auth` or OAuth.
 """
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -21,9 +20,8 @@ from pathlib import Path
 
 import requests
 
-from workshop import target as target_mod
 from workshop.redis_provider import free_port
-from workshop.workers import WorkerNotReady, ChildProcess
+from workshop.workers import ChildProcess, WorkerNotReady, child_env
 
 STACK_URL = "http://127.0.0.1:5555"
 
@@ -75,9 +73,7 @@ class Flower:
         self.process: ChildProcess | None = None
 
     def start(self, timeout: float = 30.0) -> "Flower":
-        environment = {**os.environ, "FLOWER_UNAUTHENTICATED_API": "true", **self.env,
-                       "PYTHONPATH": os.pathsep.join(filter(None, [target_mod.pythonpath(),
-                                                                   os.environ.get("PYTHONPATH")]))}
+        environment = child_env(env={"FLOWER_UNAUTHENTICATED_API": "true", **self.env})
         argv = [sys.executable, "-m", "celery", "-A", self.app_module, "flower",
                 "--address=127.0.0.1", f"--port={self.port}", "--persistent=False"]
         self.process = ChildProcess(argv, environment, self.log_dir / "flower.log")
