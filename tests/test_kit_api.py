@@ -278,6 +278,29 @@ def test_slow_fault_takes_at_least_slow_seconds_then_serves_good_data(api, clien
     assert response.json()["readings"]["WX00001"] == stations.readings(7, "WX00001", DAY)
 
 
+def test_peak_in_flight_counts_requests_served_at_once_not_control_calls(api):
+    api.reset(slow_rate=1.0, slow_seconds=0.4)
+    barrier = threading.Barrier(3)
+
+    def one(station):
+        with requests.Session() as session:
+            session.headers["X-API-Key"] = KEY
+            barrier.wait()
+            get_readings(session, api, [station])
+
+    threads = [threading.Thread(target=one, args=(f"WX0000{i}",)) for i in (1, 2, 3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)   # all three are waiting out their slow answer now
+    during = requests.get(f"{api.url}/_stats", timeout=2).json()["peak_in_flight"]
+    for thread in threads:
+        thread.join()
+    get_readings(requests.Session(), api, ["WX00004"])   # no key, 401: one at a time
+    assert during == 3 and api.stats()["peak_in_flight"] == 3
+    api.reset()
+    assert api.stats()["peak_in_flight"] == 0
+
+
 def test_a_client_that_times_out_on_a_slow_response_leaves_the_server_healthy(api, client):
     api.reset(slow_rate=1.0, slow_seconds=0.5)
     with pytest.raises(requests.Timeout):

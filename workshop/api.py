@@ -34,7 +34,8 @@ under their status only (no fetches, faults or fault_log entries). Not counted: 
 control endpoints' own answers (GET /_health, GET /_stats, POST /_reset, POST
 /_config: instruments, not traffic), and requests that get no answer at all: a
 blank request line, or a connection closed or idle for 60 s before its request was
-complete.
+complete. ``peak_in_flight``: the most requests (control calls aside) being served at
+once, slow answers' wait included: what more workers overlap.
 
 Faults are reproducible whatever the thread timing: the fault of a request is a
 pure function of (seed, which stations and date it asked for, how many times that
@@ -62,6 +63,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -365,6 +367,7 @@ class _Stats:
         self.bill = {"micro": 0, "billed_requests": 0, "by_status": Counter(), "by_day": Counter()}
         self.first_request_at: float | None = None
         self.last_request_at: float | None = None
+        self.peak_in_flight = 0                    # most requests served at once (what more workers overlap)
 
     def record(self, status: int, fault: str = "ok", ids: list[str] | None = None, day: str | None = None,
                attempt: int = 0, glitches: list = (), cost: int | None = None) -> None:
@@ -414,6 +417,7 @@ class _Stats:
                                 "billed": config.billed}},
             "first_request_at": self.first_request_at,
             "last_request_at": self.last_request_at,
+            "peak_in_flight": self.peak_in_flight,
             "config": config.as_dict(),
         }
 
@@ -438,6 +442,19 @@ class StationsAPI:
         self._buckets: dict[str, TokenBucket] = {}
         self._seen: Counter = Counter()     # request key -> how many times it passed validation
         self._stats = _Stats()
+        self._in_flight = 0                 # outlives a reset: requests then in flight still end
+
+    @contextmanager
+    def in_flight(self):
+        """Around serving one request, answer sent included: counts the peak of requests served at once."""
+        with self._lock:
+            self._in_flight += 1
+            self._stats.peak_in_flight = max(self._stats.peak_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     # -- control, also reachable over HTTP as /_stats, /_reset, /_config
 
@@ -627,7 +644,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         query = {name: values[-1] for name, values in parse_qs(url.query, keep_blank_values=True).items()}
         body = self.rfile.read(length)
-        self._send(self.server.api.handle(self.command, url.path, query, self.headers, body))
+        api = self.server.api
+        if url.path.startswith("/_"):   # control calls (e.g. a test reading /_stats) are not the load
+            return self._send(api.handle(self.command, url.path, query, self.headers, body))
+        with api.in_flight():
+            self._send(api.handle(self.command, url.path, query, self.headers, body))
 
     def _body_length(self) -> int | None:
         """The declared body length, or None after refusing the body (400, 411, 413) unread."""

@@ -9,7 +9,8 @@ round trip does: that is what more workers overlap.
   the API's rate is used up (utilisation over the fetch phase, first request to
   last) with no 429, however many workers share it;
 - unthrottled (a limit far above what the workers can ask): stations/s grows with
-  the workers until this machine's CPU, not the API, is what they wait for.
+  the workers until this machine's CPU, not the API, is what they wait for: the
+  API sees as many requests at once as there are workers (`peak_in_flight`).
 """
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def one_day(r, api, ids: list[str], limit: dict, timeout: float) -> dict:
                  "slow_seconds": LATENCY}
     f = ch04_bench.loop_day(r, api, settings_mod.load(), ids, timeout, "global", api_limit)
     fetch = ch04_bench.paced(shape, f)
-    return {**f, "fetch_utilisation": fetch["utilisation"], "fetch_span": fetch["span"]}
+    return {**f, "fetch_utilisation": fetch["utilisation"], "fetch_span": fetch["span"],
+            "peak_in_flight": api.stats()["peak_in_flight"]}
 
 
 def run(r, api, limited: dict, seconds: float, max_batch: int, timeout: float, log_dir: str,
@@ -80,11 +82,12 @@ def speedups(rows: list[dict]) -> list[float]:
 
 def table(rows: list[dict], limited: dict) -> str:
     lines = [("workers", f"at {limited['rate']:g}/s: stations/s", "utilisation (fetch)", "429s", "done",
-              "unthrottled: stations/s", "x vs 1", "429s", "done")]
+              "unthrottled: stations/s", "x vs 1", "at once", "429s", "done")]
     for row, speedup in zip(rows, speedups(rows)):
         under, free = row["limited"], row["unthrottled"]
         lines.append((str(row["workers"]), f"{under['stations/s']:.1f}", f"{under['fetch_utilisation']:.1%}",
                       str(under["429s"]), f"{under['done']} of {under['stations']}",
-                      f"{free['stations/s']:.1f}", f"{speedup:.2f}", str(free["429s"]),
+                      f"{free['stations/s']:.1f}", f"{speedup:.2f}", str(free["peak_in_flight"]),
+                      str(free["429s"]),
                       f"{free['done']} of {free['stations']}"))
     return benchmark.aligned(lines)
