@@ -4,12 +4,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 
-.PHONY: venv demo test lab check-env exercises catch-up check-exercises notebooks bench-api bench-loop bench-limits bench-scale bench-cost bench-capstone up
+.PHONY: venv demo test lab check-env exercises catch-up check-exercises notebooks bench-api bench-loop bench-limits bench-scale bench-cost bench-capstone up offline-kit
+
+# WORKSHOP_OFFLINE_KIT=/path/to/kit (a folder `make offline-kit` wrote): install from its wheels only, no network.
+KIT_PIP := $(if $(WORKSHOP_OFFLINE_KIT),--no-index --find-links "$(WORKSHOP_OFFLINE_KIT)/wheels")
 
 $(READY): pyproject.toml
+	@[ -z "$(WORKSHOP_OFFLINE_KIT)" ] || ls "$(WORKSHOP_OFFLINE_KIT)"/wheels/*.whl >/dev/null 2>&1 || { echo "WORKSHOP_OFFLINE_KIT=$(WORKSHOP_OFFLINE_KIT) has no wheels in wheels/: point it at the folder make offline-kit wrote (the one with README.txt and wheels/)."; exit 2; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet $(KIT_PIP) --upgrade pip
+	$(BIN)/pip install --quiet $(KIT_PIP) -e '.[dev]'
 	touch $(READY)
 
 venv: $(READY)
@@ -64,6 +68,12 @@ bench-cost: venv      ## what a day costs: chapter 1's periodic pipeline, chapte
 
 bench-capstone: venv  ## chapter 6: periodic vs looped, scale-out (1, 2, 4 workers), a Redis restart under a naive pipeline and the loop
 	$(call bench_ready,6) PYTHONPATH=$(BENCH_TREE) $(BIN)/python -m ch06_capstone.bench $(BENCH_ARGS)
+
+# KIT_PYTHONS="3.11 3.12" and KIT_PLATFORMS="linux-x86_64 linux-aarch64 macos-x86_64 macos-arm64" (the defaults;
+# "current" for this machine's) narrow the wheelhouse; see workshop/offline_kit.py.
+KIT_DIR ?= offline-kit
+offline-kit: venv     ## the USB kit for a room without Wi-Fi in KIT_DIR (offline-kit/): wheels, docker images, slides
+	$(BIN)/python -m workshop offline-kit --out "$(KIT_DIR)"
 
 up:                   ## redis, API, worker, beat, flower, jupyter in containers
 	docker-compose up

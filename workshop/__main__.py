@@ -14,6 +14,7 @@ COMMANDS = {
     "check-env": ("workshop.checkenv", "check the prerequisites"),
     "exercises": ("workshop.exercises", "build | check | list the exercise copies in chapters/"),
     "catch-up": ("workshop.catch_up", "N: copy the solutions of the chapters before N into chapters/"),
+    "offline-kit": ("workshop.offline_kit", "--out DIR: wheels, images and slides for a room without Wi-Fi"),
 }
 
 
