@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 
-.PHONY: venv demo test lab check-env exercises catch-up check-exercises notebooks bench-api bench-loop bench-limits bench-scale bench-cost bench-capstone up offline-kit
+.PHONY: venv demo test lab check-env exercises catch-up check-exercises notebooks bench-api bench-loop bench-limits bench-scale bench-cost bench-capstone up offline-kit figures slides slides-check
 
 # WORKSHOP_OFFLINE_KIT=/path/to/kit (a folder `make offline-kit` wrote): install from its wheels only, no network.
 KIT_PIP := $(if $(WORKSHOP_OFFLINE_KIT),--no-index --find-links "$(WORKSHOP_OFFLINE_KIT)/wheels")
@@ -77,3 +77,19 @@ offline-kit: venv     ## the USB kit for a room without Wi-Fi in KIT_DIR (offlin
 
 up:                   ## redis, API, worker, beat, flower, jupyter in containers
 	docker-compose up
+
+# The deck (slides/README.md): figures measured by the benchmarks, then Marp and mermaid-cli from
+# slides/package-lock.json, rendered with Debian's Chromium. Nothing is fetched at render time.
+figures: venv         ## run the benchmarks at small sizes, write the plots and numbers the deck shows (about 4 min)
+	$(call bench_ready,6) $(BIN)/python slides/figures.py $(FIGURES_ARGS)
+
+slides/node_modules/.installed: slides/package.json slides/package-lock.json
+	npm ci --prefix slides --no-audit --no-fund
+	touch $@
+
+slides: venv slides/node_modules/.installed  ## build slides/dist/workshop.html (and .pdf with Chromium) from slides/workshop.md
+	$(BIN)/python slides/build.py
+
+slides-check: venv    ## open the built deck in headless Chromium: no network, no console error, every chapter and figure
+	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/pip install --quiet -e '.[slides]'
+	$(BIN)/python slides/check.py

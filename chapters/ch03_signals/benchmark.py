@@ -29,6 +29,7 @@ Not a test: it prints figures and their ratios.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -213,6 +214,15 @@ def aligned(rows, left: int = 0) -> str:
                                 for i, (cell, w) in enumerate(zip(row, widths))) for row in rows)
 
 
+def write_figures(out: Path | None, name: str, figures: dict) -> None:
+    """With `--out DIR`: the figures as DIR/name.json, for the slides' `make figures` (numbers on a slide come
+    from such a file, never typed in)."""
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.json").write_text(json.dumps(figures, indent=1, default=str) + "\n")
+        print(f"\nfigures in {out / f'{name}.json'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = settings_mod.load()
     parser = argparse.ArgumentParser(prog="python -m ch03_signals.benchmark", description=__doc__.split("\n")[0])
@@ -222,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"requests per second the API allows (default API_RATE, {settings.api_rate:g})")
     parser.add_argument("--burst", type=int, default=None, help="the API's burst (default API_BURST, else the rate)")
     parser.add_argument("--timeout", type=float, default=120.0, help="most seconds each of the three may take (default 120)")
+    parser.add_argument("--out", type=Path, default=None, help="a folder for loop.json (the figures)")
     args = parser.parse_args(argv)
     if args.stations < 1:
         parser.error("--stations must be at least 1")
@@ -240,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(ratios(results))
     print(utilisation_note(config))
+    write_figures(args.out, "loop", {"api": config.as_dict(), "batch": looped_batch(settings, config),
+                                     "results": results})
     return 0
 
 

@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--billed", choices=("2xx", "all"), default=settings.api_billed,
                         help="which answers the API bills (default API_BILLED, 2xx)")
     parser.add_argument("--timeout", type=float, default=120.0, help="most seconds each run may take")
+    parser.add_argument("--out", type=Path, default=None, help="a folder for cost.json (the figures)")
     args = parser.parse_args(argv)
     if args.stations < 1:
         parser.error("--stations must be at least 1")
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n60% budget: {row['outcome']}; billed {prices.money(budgeted['cost'])} of "
               f"${budgeted['budget']:.4f}, {row['pending']} stations left, finishing would cost "
               f"{prices.money(row['to_finish_micro'])}")
+    benchmark.write_figures(args.out, "cost", {"api": config.as_dict(), "results": results})
     return 0
 
 

@@ -52,7 +52,7 @@ from ch01_periodic import pipeline as periodic, runs
 from ch01_periodic.app import app as periodic_app, beat_schedule as periodic_schedule
 from ch02_segmented import database
 from ch03_signals import pipeline as ch03_pipeline
-from ch03_signals.benchmark import aligned, figures, side_by_side, table, utilisation_note
+from ch03_signals.benchmark import aligned, figures, side_by_side, table, utilisation_note, write_figures
 from workshop import settings as settings_mod, stations as answer_key
 from workshop.api import ApiConfig, ApiServer
 from workshop.celery_app import use_redis
@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=5, help="the API's maximum batch (default 5)")
     parser.add_argument("--timeout", type=float, default=120.0, help="most seconds each pipeline may take (default 120)")
     parser.add_argument("--skip-periodic", action="store_true", help="leave chapter 1's pipeline out")
+    parser.add_argument("--out", type=Path, default=None, help="a folder for limits.json (the figures)")
     parser.add_argument("--shapes", action="store_true",
                         help="both loops at every rate, burst and worker count, in one table (see above)")
     parser.add_argument("--seconds", type=float, default=6.0,
@@ -306,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     verdict = best["utilisation"] >= 0.95 and best["429s"] == 0
     print(f"global limiter: utilisation {best['utilisation']:.0%}, {best['429s']} 429s -> "
           f"{'meets' if verdict else 'MISSES'} the target (at least 95% with no 429)")
+    write_figures(args.out, "limits", {"api": config.as_dict(), "workers": WORKERS, "results": results})
     return 0 if verdict else 1
 
 

@@ -17,7 +17,6 @@ DIR/done_over_time.png and DIR/scale_out.png. Not a test: it prints figures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -44,7 +43,8 @@ def restart_table(rows: list[dict]) -> str:
             ("missing", lambda f: str(f["missing"])),
             ("messages left unacknowledged", lambda f: str(f["stranded"])),
             ("  stations they carry", lambda f: str(len(f["stranded_stations"])) if "stranded_stations" in f else "-"),
-            ("stations fetched twice", lambda f: str(f["fetched_twice"]))):
+            ("stations fetched twice", lambda f: str(f["fetched_twice"])),
+            ("watchdog restarts", lambda f: str(f["watchdog_restarts"]) if "watchdog_restarts" in f else "-")):
         lines.append((label, *(show(f) for f in rows)))
     return benchmark.aligned(lines, left=1)
 
@@ -138,9 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"the visibility timeout ({naive['visibility_timeout']:g} s); restarting its workers stored "
                   f"{naive['stored_after_worker_restart'] - naive['stored']} more")
             figures["restart"] = [naive, looped]
+    benchmark.write_figures(args.out, "capstone", figures)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "capstone.json").write_text(json.dumps(figures, indent=1, default=str) + "\n")
         plots.done_over_time(results).savefig(args.out / "done_over_time.png", dpi=110)
         plots.scale_out(rows, limited).savefig(args.out / "scale_out.png", dpi=110)
         print(f"\nfigures and plots in {args.out}")

@@ -12,7 +12,10 @@ write), left down a few seconds, and started again on the same port and data.
   workers does not bring them back. `stranded` reads them.
 - looped (chapter 5's pipeline): the state of the day lives in Redis (pending,
   leased, fetched...), every step is idempotent and the chain of batches rides
-  the outage (acks_late, publish retries), so the day completes.
+  the outage (acks_late, publish retries), so the day completes. With its
+  watchdog on beat, as in production (and the compose stack): if the outage
+  breaks the chain (rare: a batch's end lost with the connection), the watchdog
+  starts the loop again from what Redis holds; `watchdog_restarts` counts it.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from ch02_segmented import database
 from ch05_reporting import pipeline as looped
 from workshop import selfcheck, settings as settings_mod, stations as answer_key
 from workshop.own_redis import OwnRedis
-from workshop.workers import WorkerProcesses, child_env
+from workshop.workers import BeatProcess, WorkerProcesses, child_env
 
 from . import naive
 
@@ -41,6 +44,7 @@ UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
 WORKERS = 2
 DOWN_SECONDS = 3.0
 RESTART_AT = 1 / 3          # the share of the day done when Redis is stopped
+WATCHDOG_EVERY = 2          # seconds between the watchdog's rounds (BEAT_INTERVAL) in the looped day
 # The API these runs meet (ApiConfig changes): fast and faultless, each request a 20 ms round trip, so that
 # the restart, not the API, is what they meet. Give it a max_batch of at least BATCH_SIZE (the naive batch).
 FAST_API = {"rate": 1000.0, "burst": 1000, "error_rate": 0.0, "slow_rate": 1.0, "slow_seconds": 0.02,
@@ -178,7 +182,10 @@ def looped_day(api, stations: int, log_dir: str, timeout: float = 60.0) -> dict:
         db = str(Path(folder) / "summaries.sqlite3")
         try:
             workers = _workers("ch05_reporting.app", redis.url, log_dir)
+            watchdog = BeatProcess("ch05_reporting.app", log_dir=log_dir,
+                                   env={"REDIS_URL": redis.url, "BEAT_INTERVAL": str(WATCHDOG_EVERY)})
             try:
+                watchdog.start()
                 # Kicked from a process of its own: this one's apps may be bound to another Redis (a notebook's).
                 kick = subprocess.run([sys.executable, "-c", KICK, day, str(stations), db],
                                       env=child_env(env={"REDIS_URL": redis.url}),
@@ -194,13 +201,16 @@ def looped_day(api, stations: int, log_dir: str, timeout: float = 60.0) -> dict:
                 seconds = time.monotonic() - started
                 outcome = looped.outcome(redis.r, day, db)
                 left = stranded(redis.r)
+                restarts = int(redis.r.get(looped.LOOP.keys(day).restarts) or 0)
             finally:
+                watchdog.stop()
                 workers.stop()
         finally:
             redis.close()
     return {"pipeline": "looped", "stations": stations, "down": down, "seconds": seconds, "finished": finished,
             **{k: v for k, v in outcome.items() if k != "stations"}, "stranded": len(left),
-            "stranded_tasks": sorted(m["task"] for m in left), "fetched_twice": _twice(api)}
+            "stranded_tasks": sorted(m["task"] for m in left), "watchdog_restarts": restarts,
+            "fetched_twice": _twice(api)}
 
 
 def _twice(api) -> int:

@@ -1,0 +1,238 @@
+"""`make figures`: run the workshop's benchmarks at small sizes and write what the deck shows.
+
+    .venv/bin/python slides/figures.py [--only loop,limits,cost,capstone]
+
+Every number on a slide comes from here: the benchmarks write their figures as
+JSON (`--out`), this script draws the plots from them and flattens the numbers
+the deck quotes into `values.json` (`{{ name }}` in workshop.md). `made.json`
+says which command wrote which file, when, and how long it took. About 4 minutes
+on 2 cores; the benchmarks measure `solutions/` (WORKSHOP_TARGET=chapters: your own).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "slides" / "figures"
+
+# name -> (module, arguments): small days, so the whole set runs in minutes.
+BENCHMARKS = {
+    "loop": ("ch03_signals.benchmark", ["--stations", "150"]),
+    "limits": ("ch04_rate_limits.bench", ["--stations", "200"]),
+    "cost": ("ch05_reporting.bench_cost", ["--stations", "200"]),
+    "capstone": ("ch06_capstone.bench", ["--stations", "200", "--seconds", "2"]),
+}
+# Each benchmark's JSON, and the plots it writes itself (the capstone draws its own two).
+WRITES = {"loop": ["loop.json"], "limits": ["limits.json"], "cost": ["cost.json"],
+          "capstone": ["capstone.json", "done_over_time.png", "scale_out.png"]}
+
+
+def run_benchmarks(names: list[str], tree: str) -> dict[str, dict]:
+    """Each benchmark in a process of its own, as `make bench-*` runs it: {name: how it was made}."""
+    made = {}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / tree), "WORKSHOP_TARGET": tree}
+    for name in names:
+        module, args = BENCHMARKS[name]
+        command = [sys.executable, "-m", module, *args, "--out", str(OUT)]
+        shown = f"PYTHONPATH={tree} python -m {module} {' '.join(args)} --out slides/figures"
+        print(f"\n=== {name}: {shown}", flush=True)
+        started = time.monotonic()
+        code = subprocess.run(command, cwd=ROOT, env=env).returncode
+        missing = [f for f in WRITES[name] if not (OUT / f).exists()]
+        if missing:
+            raise SystemExit(f"figures: {module} wrote no {', '.join(missing)} (exit {code}); "
+                             f"run `{shown}` to see why")
+        if code:   # e.g. chapter 4's bench exits 1 when its limiter misses the target: a finding, on the slide
+            print(f"figures: {module} exited {code}; its figures are kept and shown as measured")
+        made[name] = {"command": shown, "exit": code, "seconds": round(time.monotonic() - started, 1),
+                      "files": WRITES[name], "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    return made
+
+
+def load(name: str) -> dict:
+    return json.loads((OUT / f"{name}.json").read_text())
+
+
+# ------------------------------------------------------------------ plots (SVG, drawn from the JSON)
+
+def _bars(labels, values, title, xlabel, notes=None, colors=None) -> Figure:
+    figure = Figure(figsize=(7.5, 3.2))
+    ax = figure.subplots()
+    bars = ax.barh(labels, values, color=colors or ["#9aa5b1", "#5b8def", "#2f9e44", "#e8590c"][:len(values)])
+    for bar, note in zip(bars, notes or [f"{v:g}" for v in values]):
+        ax.annotate(note, (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize=9)
+    ax.invert_yaxis()
+    ax.set(title=title, xlabel=xlabel, xlim=(0, max(values) * 1.45 or 1))
+    ax.spines[["top", "right"]].set_visible(False)
+    figure.tight_layout()
+    return figure
+
+
+def plot_loop(loop: dict) -> Figure:
+    results = loop["results"]
+    return _bars(list(results), [f["stations/s"] for f in results.values()],
+                 "Same day, same API: stations per second", "stations/s (higher is better)",
+                 [f"{f['stations/s']:.1f}/s, {f['done']} of {f['stations']} done, {f['missing']} missing"
+                  for f in results.values()])
+
+
+def plot_periodic(loop: dict) -> Figure:
+    f = next(iter(loop["results"].values()))   # chapter 1's periodic pipeline runs first
+    parts = {"done right": f["done"], "missing": f["missing"], "wrong": f["wrong"], "done twice": f["twice"]}
+    return _bars(list(parts), list(parts.values()), f"Chapter 1's day of {f['stations']} stations",
+                 "stations", colors=["#2f9e44", "#e03131", "#e8590c", "#f59f00"])
+
+
+def plot_limits(limits: dict) -> Figure:
+    results = limits["results"]
+    return _bars(list(results), [100 * f["utilisation"] for f in results.values()],
+                 f"{limits['workers']} workers, one API limit of {limits['api']['rate']:g} requests/s",
+                 "utilisation of the API's rate, % (429s beside)",
+                 [f"{f['utilisation']:.0%}, {f['429s']} 429s" for f in results.values()])
+
+
+def plot_cost(cost: dict) -> Figure:
+    results = cost["results"]
+    per = [1000 * f["per_done"] / 1e6 if f["per_done"] else 0.0 for f in results.values()]
+    return _bars(list(results), per, "What a station costs, by the API's own bill", "$ per 1,000 stations done",
+                 [f"${p:.2f} ({f['done']} of {f['stations']} done)" for p, f in zip(per, results.values())])
+
+
+def draw_plots() -> list[str]:
+    drawn = {"periodic.svg": plot_periodic(load("loop")), "loop.svg": plot_loop(load("loop")),
+             "limits.svg": plot_limits(load("limits")), "cost.svg": plot_cost(load("cost"))}
+    for file, figure in drawn.items():
+        figure.savefig(OUT / file)
+    return list(drawn)
+
+
+# ------------------------------------------------------------------ values the deck quotes
+
+def _money(micro: float | None, places: int = 4) -> str:
+    """Millionths of a dollar as dollars: 4 places for a run's bill (cents apart), 2 for prices per 1,000."""
+    return "-" if micro is None else f"${micro / 1e6:.{places}f}"
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def values() -> dict[str, str]:
+    """The numbers and tables the deck quotes, by name, formatted as on the slide."""
+    loop, limits, cost, capstone = load("loop"), load("limits"), load("cost"), load("capstone")
+    v: dict[str, str] = {}
+    periodic, segmented, looped = loop["results"].values()
+    for key, f in (("periodic", periodic), ("segmented", segmented), ("looped", looped)):
+        v.update({f"loop.{key}.rate": f"{f['stations/s']:.1f}", f"loop.{key}.done": str(f["done"]),
+                  f"loop.{key}.missing": str(f["missing"]), f"loop.{key}.twice": str(f["twice"]),
+                  f"loop.{key}.requests": str(f["requests"]), f"loop.{key}.seconds": f"{f['seconds']:.1f}",
+                  f"loop.{key}.429s": str(f["429s"]), f"loop.{key}.errors": str(f["errors"])})
+    v["loop.stations"] = str(periodic["stations"])
+    v["loop.batch"] = str(loop["batch"])
+    v["loop.x_batching"] = f"{segmented['stations/s'] / periodic['stations/s']:.1f}" if periodic["stations/s"] else "n/a"
+    v["loop.x_triggering"] = f"{looped['stations/s'] / segmented['stations/s']:.1f}" if segmented["stations/s"] else "n/a"
+    v["loop.table"] = _table(["", *loop["results"]], [
+        ["wall time (s)", *(f"{f['seconds']:.1f}" for f in loop["results"].values())],
+        ["stations/s", *(f"{f['stations/s']:.1f}" for f in loop["results"].values())],
+        ["done / missing / twice", *(f"{f['done']} / {f['missing']} / {f['twice']}" for f in loop["results"].values())],
+        ["API requests (429s, 5xx)", *(f"{f['requests']} ({f['429s']}, {f['errors']})" for f in loop["results"].values())]])
+
+    g, c = limits["results"]["global limiter"], limits["results"]["Celery rate_limit"]
+    v.update({"limits.rate": f"{limits['api']['rate']:g}", "limits.workers": str(limits["workers"]),
+              "limits.stations": str(g["stations"]),
+              "limits.global.util": f"{g['utilisation']:.0%}", "limits.global.429s": str(g["429s"]),
+              "limits.celery.util": f"{c['utilisation']:.0%}", "limits.celery.429s": str(c["429s"]),
+              "limits.global.seconds": f"{g['seconds']:.1f}", "limits.celery.seconds": f"{c['seconds']:.1f}"})
+
+    names = list(cost["results"])
+    v["cost.table"] = _table(["", *names], [
+        ["done right", *(f"{f['done']} of {f['stations']}" for f in cost["results"].values())],
+        ["API requests", *(str(f["requests"]) for f in cost["results"].values())],
+        ["the API's bill", *(_money(f["cost"]) for f in cost["results"].values())],
+        ["per 1,000 done", *(_money(1000 * f["per_done"], 2) if f["per_done"] else "-" for f in cost["results"].values())]])
+    budgeted = cost["results"][names[-1]]
+    report = budgeted.get("report") or {}
+    v.update({"cost.budget": f"${budgeted['budget']:.4f}", "cost.budget.billed": _money(budgeted["cost"]),
+              "cost.budget.outcome": str(report.get("outcome", "no report")),
+              "cost.budget.pending": str(report.get("pending", "-")),
+              "cost.budget.to_finish": _money(report.get("to_finish_micro")),
+              "cost.periodic.per_done": _money(1000 * cost["results"][names[0]]["per_done"], 2)
+              if cost["results"][names[0]]["per_done"] else "-",
+              "cost.aware.per_done": _money(1000 * cost["results"][names[2]]["per_done"], 2)})
+
+    sides = capstone["side_by_side"]
+    (pname, p), (lname, l) = sides.items()
+    v["capstone.table"] = _table(["", pname, lname], [
+        ["wall time (s)", f"{p['seconds']:.1f}", f"{l['seconds']:.1f}"],
+        ["done / missing", f"{p['done']} / {p['missing']}", f"{l['done']} / {l['missing']}"],
+        ["429s / 5xx", f"{p['429s']} / {p['errors']}", f"{l['429s']} / {l['errors']}"],
+        ["cost per 1,000 done", _money(1000 * p["cost"] / p["done"], 2) if p["done"] else "-",
+         _money(1000 * l["cost"] / l["done"], 2) if l["done"] else "-"]])
+    v["capstone.predicted_missing"] = str(p.get("predicted_missing", "-"))
+    v["capstone.periodic.missing"] = str(p["missing"])
+    rows = capstone["scale_out"]["rows"]
+    base = rows[0]["unthrottled"]["stations/s"]
+    v["scale.table"] = _table(["workers", "at the limit: stations/s", "utilisation", "429s", "unthrottled: stations/s",
+                               "x vs 1", "requests at once"], [
+        [row["workers"], f"{row['limited']['stations/s']:.1f}", f"{row['limited']['fetch_utilisation']:.0%}",
+         row["limited"]["429s"], f"{row['unthrottled']['stations/s']:.1f}",
+         f"{row['unthrottled']['stations/s'] / base:.2f}" if base else "-",
+         row["unthrottled"].get("peak_in_flight", "-")] for row in rows])
+    v["scale.rate"] = f"{capstone['scale_out']['limited']['rate']:g}"
+    if "restart" in capstone:
+        naive, safe = capstone["restart"]
+        v["restart.table"] = _table(["", naive["pipeline"], safe["pipeline"]], [
+            ["stored at the end", naive["stations"] - naive["missing"], safe["stations"] - safe["missing"]],
+            ["missing", naive["missing"], safe["missing"]],
+            ["messages left unacknowledged", naive["stranded"], safe["stranded"]],
+            ["stations fetched twice", naive["fetched_twice"], safe["fetched_twice"]],
+            ["watchdog restarts (beat)", "-", safe.get("watchdog_restarts", "-")]])
+        v["restart.stations"] = str(naive["stations"])
+        v["restart.naive.missing"] = str(naive["missing"])
+        v["restart.visibility"] = f"{naive['visibility_timeout']:g}"
+    return v
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="slides/figures.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default=",".join(BENCHMARKS),
+                        help=f"benchmarks to run again, comma-separated (default all: {','.join(BENCHMARKS)}); "
+                             "the others' files are kept")
+    args = parser.parse_args(argv)
+    names = [name for name in args.only.split(",") if name]
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"no benchmark {', '.join(unknown)}; pick from {', '.join(BENCHMARKS)}")
+    tree = os.environ.get("WORKSHOP_TARGET") or "solutions"
+    OUT.mkdir(parents=True, exist_ok=True)
+    made_file = OUT / "made.json"
+    made = json.loads(made_file.read_text()) if made_file.exists() else {}
+    started = time.monotonic()
+    made.update(run_benchmarks(names, tree))
+    missing = sorted(set(BENCHMARKS) - set(made))
+    if missing:
+        raise SystemExit(f"figures: no figures yet from {', '.join(missing)}; run `make figures` once without --only")
+    plotted = draw_plots()
+    made["plots"] = {"command": "python slides/figures.py (from the JSON above)", "files": plotted}
+    made["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "tree": tree}
+    made_file.write_text(json.dumps(made, indent=1) + "\n")
+    (OUT / "values.json").write_text(json.dumps(values(), indent=1, sort_keys=True) + "\n")
+    print(f"\nfigures: {len(plotted)} plots and values.json in {OUT.relative_to(ROOT)} "
+          f"({time.monotonic() - started:.0f} s); `make slides` builds the deck from them")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
