@@ -58,9 +58,9 @@ def test_the_budget_never_lets_concurrent_spenders_overspend(redis):
     granted, lock = [], threading.Lock()
 
     def spend(amount: int):
-        while budget.reserve(redis, run, amount):
+        while budget.reserve(redis, run, amount, call := budget.new_call()):
             with lock:
-                granted.append(amount)
+                granted.append((amount, call))
 
     threads = [threading.Thread(target=spend, args=(amount,)) for amount in (700, 1100, 1300, 2900) * 2]
     for thread in threads:
@@ -69,11 +69,14 @@ def test_the_budget_never_lets_concurrent_spenders_overspend(redis):
         thread.join()
     state = budget.state(redis, run)
     print(f"{len(granted)} reservations, spent {state['spent']} of 100000")
-    assert state["spent"] == sum(granted) <= 100_000
+    assert state["spent"] == sum(amount for amount, _ in granted) <= 100_000
     assert state["spent"] > 100_000 - 2900, "refused only when the next call did not fit"
     assert state["exhausted"] and not budget.reserve(redis, run, 1), "once exhausted, nothing more"
-    budget.refund(redis, run, 5000)
-    assert not budget.reserve(redis, run, 1), "a refund after that does not reopen the run"
+    amount, call = granted[0]
+    assert budget.settle(redis, run, call, ["WX00001"], 429, 0, 0.1), "a call the terms did not bill: all back"
+    assert budget.state(redis, run)["spent"] == state["spent"] - amount
+    assert not budget.settle(redis, run, call, ["WX00001"], 429, 0, 0.1), "settled once"
+    assert not budget.reserve(redis, run, 1), "giving back after that does not reopen the run"
 
 
 @pytest.mark.exercises("5.2")
@@ -89,9 +92,13 @@ def test_a_run_stays_open_until_closed_once(redis):
     first = runs.open(redis, "2030-01-04", budget_micro=10)
     assert runs.open(redis, "2030-01-04", budget_micro=99) == first, "a restart goes on in the open run"
     assert budget.state(redis, first)["budget"] == 10, "with the budget it opened with"
-    assert runs.close(redis, "2030-01-04", "finished") == first
-    assert runs.close(redis, "2030-01-04", "finished") is None, "closed once"
-    assert redis.sismember(keys.UNREPORTED, first)
+    lock = pipeline.LOOP.keys("2030-01-04").lock
+    redis.set(lock, "a loop")
+    assert runs.close(redis, "2030-01-04", "finished", lock) is None, "a running loop closes its own run"
+    redis.delete(lock)
+    assert runs.close(redis, "2030-01-04", "finished", lock) == first
+    assert runs.close(redis, "2030-01-04", "finished", lock) is None, "closed once"
+    assert runs.unreported_runs(redis) == [first]
     assert runs.open(redis, "2030-01-04") != first, "the next kick opens a new run"
 
 
@@ -175,7 +182,7 @@ def test_the_pipeline_runs_the_same_without_its_report_pipeline(redis, fake_api,
     assert pipeline.outcome(redis, day) == {"stations": N, "done": N, "missing": 0, "wrong": 0, "dead": 0}
     assert api.stats()["fetches"] == dict.fromkeys(answer_key.station_ids(N), 1)
     time.sleep(2)
-    assert redis.sismember(keys.UNREPORTED, run), "ended, and nobody reported it: nothing listens"
+    assert runs.is_unreported(redis, run), "ended, and nobody reported it: nothing listens"
     assert not (tmp_path / "db.sqlite3").exists() or not runs_table.rows(day=day)
     assert "ch05_reporting.report_run" not in workers.log(0) + workers.log(1)
 

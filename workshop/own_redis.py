@@ -13,15 +13,16 @@ from workshop.redis_provider import free_port
 class OwnRedis:
     """`start()` a redis-server on this port and folder (again after `stop(server)`: a restart)."""
 
-    def __init__(self, directory, appendonly: bool = False):
+    def __init__(self, directory, appendonly: bool = False, options: tuple[str, ...] = ()):
         self.port, self.dir, self.appendonly, self.started = free_port(), str(directory), appendonly, []
+        self.options = tuple(options)   # more redis-server flags, e.g. ("--enable-debug-command", "yes")
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> subprocess.Popen:
         try:
             server = subprocess.Popen(
                 ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "yes" if self.appendonly else "no", "--dir", self.dir],
+                 "--appendonly", "yes" if self.appendonly else "no", "--dir", self.dir, *self.options],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         except FileNotFoundError:
             raise RuntimeError("restarting Redis mid-run needs a redis-server of its own, and none is on PATH: "

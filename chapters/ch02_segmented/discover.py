@@ -3,7 +3,7 @@
 """Segment 1, discover: which stations does the run cover?
 
 Input: the API's station listing. Output: `stations` (everything found) and
-`pending` (found, and not yet fetched). One small task: the listing is a couple
+`pending` (found for the first time: to fetch). Safe to run again at any time. One small task: the listing is a couple
 of paginated requests, there is nothing to fan out.
 """
 from __future__ import annotations
@@ -22,12 +22,8 @@ def run_segment(day: str | None = None, limit: int | None = None) -> dict:
     r, k = redis_client(), keys.for_day(day)
     ids = list_stations()[:limit]
     progress.start(r, k.progress("discover"), len(ids))
-    with r.pipeline() as p:   # MULTI: both stages change together
-        if ids:
-            stages.add(p, k.stations, ids)
-        # Pending is recomputed, not appended to: a station already fetched (or further)
-        # is not queued again, so discovering twice leaves the same state.
-        p.zdiffstore(k.pending, [k.stations, k.fetched, k.transformed, k.persisted])
-        p.execute()
+    # Only stations not seen before are queued: one already known is wherever the day took it (fetched,
+    # in flight, done, given up on) and stays there, so discovering again, at any time, changes nothing.
+    stages.add_new(r, k.stations, k.pending, ids)
     progress.advance(r, k.progress("discover"), done=len(ids))
     return {"stations": len(ids), "batches": []}   # the same answer as the other entry tasks

@@ -10,9 +10,12 @@
   owner, whose lock we would then extend. The turn number is what makes a
   message that comes back (run again after its worker died between its success
   and its acknowledgement) end as "lost" instead of starting a second chain.
+  The turn's new task id also tells that message from the same call sent twice
+  (redis-py re-sends a command whose reply it lost): the repeat answers True again.
 - hold: keep the lock at least this long (a retry's countdown), never shorter.
 - release: "if the value is still my token, delete it", in one Lua script, for the
-  same reason: never delete a lock someone else took after ours expired.
+  same reason: never delete a lock someone else took after ours expired. Sent
+  twice, the second run finds the lock gone and changes nothing.
 
 The TTL is what makes a dead owner's lock go away on its own: nobody has to
 release the lock of a process that crashed.
@@ -24,6 +27,8 @@ release by token; the turn counter is what this loop adds to it.
 from __future__ import annotations
 
 import redis
+
+from workshop.lua import Script
 
 RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -45,25 +50,35 @@ def acquire(r: redis.Redis, key: str, owner: str, ttl_ms: int) -> bool:
     return bool(r.set(key, owner, nx=True, px=ttl_ms))
 
 
+def refresh_script() -> str:
+    """The Lua of one turn. KEYS[1] lock, KEYS[2] turns; ARGV: owner, chain, turn, task id, ttl in ms. 1 or 0."""
+    # exercise 3.4: return the Lua of ONE atomic step: 1 only if ARGV[1] holds the lock and chain ARGV[2] stands at turn ARGV[3] (no entry = turn 0); then the chain stands at turn + 1 with the task id ARGV[4] beside it, and the lock lives at least ARGV[5] ms more (never shortened). Safe twice: the same call sent again (its reply was lost) answers 1 again and changes nothing
+    raise NotImplementedError("exercise 3.4: return the Lua of ONE atomic step: 1 only if ARGV[1] holds the lock and chain ARGV[2] stands at turn ARGV[3] (no entry = turn 0); then the chain stands at turn + 1 with the task id ARGV[4] beside it, and the lock lives at least ARGV[5] ms more (never shortened). Safe twice: the same call sent again (its reply was lost) answers 1 again and changes nothing")
+
+
+_REFRESH, _HOLD, _RELEASE = Script(refresh_script), Script(HOLD), Script(RELEASE)
+
+
 def refresh(r: redis.Redis, key: str, turns: str, owner: str, chain: str, turn: int, task_id: str,
             ttl_ms: int) -> bool:
     """Take turn `turn` of `chain` for `owner`: True if the lock is still ours and the chain at that turn.
 
     The chain moves on to turn + 1, whose message will carry `task_id`; the lock lives
     at least `ttl_ms` more (never shortened: a retry's countdown may hold it longer).
+    The same call sent twice (redis-py re-sends after a lost reply) answers True both
+    times: `task_id` is new for each turn, so a repeat is told from a second message.
     """
-    # exercise 3.4: in ONE atomic step on Redis: True only if `owner` holds the lock and `chain` stands at `turn` (no entry = turn 0); then the chain stands at turn + 1 with `task_id` beside it, and the lock lives at least ttl_ms more (never shortened)
-    raise NotImplementedError("exercise 3.4: in ONE atomic step on Redis: True only if `owner` holds the lock and `chain` stands at `turn` (no entry = turn 0); then the chain stands at turn + 1 with `task_id` beside it, and the lock lives at least ttl_ms more (never shortened)")
+    return _REFRESH(r, keys=[key, turns], args=[owner, chain, turn, task_id, ttl_ms]) == 1
 
 
 def hold(r: redis.Redis, key: str, owner: str, ttl_ms: int) -> bool:
     """Keep `owner`'s lock for at least `ttl_ms` (never shorter); False if the lock is not ours."""
-    return r.eval(HOLD, 1, key, owner, ttl_ms) == 1
+    return _HOLD(r, keys=[key], args=[owner, ttl_ms]) == 1
 
 
 def release(r: redis.Redis, key: str, owner: str) -> bool:
     """Delete the lock if `owner` still holds it; False if it was gone or someone else's."""
-    return r.eval(RELEASE, 1, key, owner) == 1
+    return _RELEASE(r, keys=[key], args=[owner]) == 1
 
 
 def owner(r: redis.Redis, key: str) -> str | None:

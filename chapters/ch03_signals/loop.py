@@ -55,6 +55,7 @@ from celery.signals import task_failure, task_success
 
 from ch02_segmented import stages
 from workshop.celery_app import redis_client
+from workshop.lua import Script, once
 from workshop import progress
 
 from . import keys, lock
@@ -124,16 +125,19 @@ class Turn(NamedTuple):
         return {CHAIN: self.chain, TURN: self.number}
 
 
-# KEYS: lock, kicked, finished; ARGV: owner, now, "finish" | "stop".
-# One script, so that a kick (which sets `kicked` before it tries the lock) cannot land
-# between "no work left" and "lock released": either we see it, or its start finds no lock.
+# KEYS: lock, kicked, finished, then a subclass's (`end`'s more_keys), then the call's answer key; ARGV: owner,
+# now, "finish" | "stop", then a subclass's (more_args). One script, so that a kick (which sets `kicked` before it
+# tries the lock) cannot land between "no work left" and "lock released": either we see it, or its start
+# finds no lock. Whatever else must happen exactly when the loop ends (chapter 5 closes its run) goes in
+# the same script, at "-- ended". Safe twice (workshop.lua.once): a repeat answers what the first run did.
 _END = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 'lost' end
 if redis.call('del', KEYS[2]) == 1 then return 'again' end
 redis.call('del', KEYS[1])
-if ARGV[3] == 'stop' then return 'stopped' end
-redis.call('set', KEYS[3], ARGV[2])
-return 'finished'
+local ended = 'finished'
+if ARGV[3] == 'stop' then ended = 'stopped' else redis.call('set', KEYS[3], ARGV[2]) end
+-- ended
+return ended
 """
 
 
@@ -151,6 +155,7 @@ class Loop:
         self.name, self.segments, self.failure_pause = name, tuple(segments), failure_pause
         self._reported: dict[str, float] = {}   # day -> when this process last wrote its progress
         self._options: dict[tuple[str, str], dict] = {}   # (day, owner) -> the loop's options
+        self._end: Script | None = None   # the end's script, with what a subclass adds (end_lua)
 
     # ---------------------------------------------------------------- where things are
 
@@ -331,17 +336,27 @@ class Loop:
             self._options[k.day, owner] = r.hgetall(k.options)
         return self._options[k.day, owner]
 
-    def end(self, r: redis.Redis, k: keys.LoopKeys, owner: str, why: str) -> str:
+    def end(self, r: redis.Redis, k: keys.LoopKeys, owner: str, why: str, more_keys: tuple = (),
+            more_args: tuple = ()) -> str:
         """End the loop ("finish": no work left; "stop": the stop switch): one script, see _END.
 
-        "again" means a kick came meanwhile: the caller looks for work again.
+        "again" means a kick came meanwhile: the caller looks for work again. `more_keys` and
+        `more_args` are KEYS[4], ... and ARGV[4], ... for what a subclass adds to the script (end_lua).
         """
-        ended = r.register_script(_END)(keys=[k.lock, k.kicked, k.finished], args=[owner, time.time(), why])
+        if self._end is None:
+            self._end = Script(once(_END.replace("-- ended", self.end_lua())))
+        answer = f"{k.base}:end:{uuid.uuid4().hex}"   # this call's: a repeat finds its first answer there
+        ended = self._end(r, keys=[k.lock, k.kicked, k.finished, *more_keys, answer],
+                          args=[owner, time.time(), why, *more_args])
         if ended == "finished":
             self.unwatch(r, k.day)
         if ended in ("finished", "stopped"):
             self.report(r, k)
         return ended
+
+    def end_lua(self) -> str:
+        """Lua run inside the end's script once the loop ended (`ended` is "finished" or "stopped"): none here."""
+        return ""
 
     def unwatch(self, r: redis.Redis, day: str) -> None:
         """Stop watching a day without work, unless a new loop took it meanwhile (its begin may have

@@ -6,6 +6,11 @@ A *run* is one kick's worth of work on a day: it opens when a loop starts with n
 run open, and closes when that loop ends (finished, stopped, or out of budget).
 A loop restarted by the watchdog, or kicked again while the run is open, goes on
 in the same run. Its id is the day and a number: "2026-01-15.3".
+
+Every key of a run carries its *day* as the hash tag (`run:{2026-01-15}:3`), like
+the loop's and the stages' keys: on a Redis Cluster a day's loop, its stages and its
+runs share one slot, so the loop's end can close the run in the same script. The
+one key that spans days, `runs:days`, is only ever written outside the scripts.
 """
 from __future__ import annotations
 
@@ -20,11 +25,19 @@ def sequence(day: str) -> str:      # counter: the last run number of this day
     return f"runs:{{{day}}}:seq"
 
 
-UNREPORTED = "runs:unreported"      # set: runs that ended and have no report yet
+def unreported(day: str) -> str:    # set: runs of this day that ended and have no report yet
+    return f"runs:{{{day}}}:unreported"
+
+
+DAYS = "runs:days"                  # set: days that have had a run (where the report sweep looks)
 
 
 def quality(day: str) -> str:       # hash: station -> JSON list of its findings (quality.py)
     return f"quality:{{{day}}}"
+
+
+def day_of_run(run: str) -> str:
+    return run.rsplit(".", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -32,24 +45,33 @@ class RunKeys:
     run: str
 
     @property
-    def record(self) -> str:        # hash: day, started, ended, outcome, budget_micro, spent_micro, exhausted
-        return f"run:{{{self.run}}}"
+    def base(self) -> str:
+        day, number = self.run.rsplit(".", 1)
+        return f"run:{{{day}}}:{number}"
 
     @property
-    def counters(self) -> str:      # hash: requests, status:<code>, no_answer, retries, stations_fetched, cost_micro
-        return f"run:{{{self.run}}}:counters"
+    def record(self) -> str:        # hash: day, started, ended, outcome, budget_micro, spent_micro, exhausted
+        return self.base
+
+    @property
+    def counters(self) -> str:      # hash: calls, requests, status:<code>, retries, stations_fetched, cost_micro
+        return f"{self.base}:counters"
+
+    @property
+    def reserved(self) -> str:      # hash: call id -> what it reserved, then "settled" (each call once)
+        return f"{self.base}:reserved"
 
     @property
     def calls(self) -> str:         # stream: one entry per API call (at, status, stations, cost_micro, retry)
-        return f"run:{{{self.run}}}:calls"
+        return f"{self.base}:calls"
 
     @property
     def asked(self) -> str:         # set: stations this run asked the API for (a second ask is a retry)
-        return f"run:{{{self.run}}}:asked"
+        return f"{self.base}:asked"
 
     @property
     def report_sent(self) -> str:   # string: a report task was sent for this run (expires: then sent again)
-        return f"run:{{{self.run}}}:report-sent"
+        return f"{self.base}:report-sent"
 
     def all(self) -> list[str]:
-        return [self.record, self.counters, self.calls, self.asked, self.report_sent]
+        return [self.record, self.counters, self.reserved, self.calls, self.asked, self.report_sent]

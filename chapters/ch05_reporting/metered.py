@@ -3,13 +3,15 @@
 """The API call of a run: paid for from its budget, and recorded.
 
     reserve the most the call can cost ── does not fit ──> BudgetSpent (the batch goes back, uncounted)
-         │ fits
+         │ fits: the call is on the run's record from now
     call the API (chapter 4's client)
          │
-    settle: give back what the terms did not bill; count the call for the run (runs.count_call)
+    settle: give back what the terms did not bill; count the call for the run (budget.settle)
 
-The figures of a run's report come from here: what the pipeline itself saw and
-paid, call by call. The report then holds them against the API's own bill.
+One call id ties the two (each is safe sent twice). The figures of a run's report
+come from here: what the pipeline itself saw and paid, call by call. The report
+then holds them against the API's own bill. A worker that dies between the API's
+answer and the settlement leaves the call on record as reserved: "answer lost".
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from ch04_rate_limits.fetch import GiveBack
 from workshop import settings as settings_mod
 from workshop.celery_app import redis_client
 
-from . import budget, prices, runs
+from . import budget, prices
 
 
 class BudgetSpent(GiveBack):
@@ -47,8 +49,8 @@ def call_for(run: str | None) -> Callable[..., dict]:
         if run is None:   # a batch sent by hand, not by a run: nothing to pay from, nothing to count
             return client.fetch(batch, day, s)
         r, price = redis_client(), prices.Prices.published(s)
-        most = price.call(len(batch))
-        if not budget.reserve(r, run, most):
+        most, call_id = price.call(len(batch)), budget.new_call()
+        if not budget.reserve(r, run, most, call_id):
             raise BudgetSpent(f"run {run}: the next call ({prices.money(most)}) would overspend its budget")
         started = time.monotonic()
         try:
@@ -56,9 +58,8 @@ def call_for(run: str | None) -> Callable[..., dict]:
         except Exception as error:
             status = _status_of(error)
             billed = most if status is None else price.billed_for(status, len(batch))
-            budget.refund(r, run, most - billed)
-            runs.count_call(r, run, batch, status, billed, time.monotonic() - started)
+            budget.settle(r, run, call_id, batch, status, billed, time.monotonic() - started)
             raise
-        runs.count_call(r, run, batch, 200, most, time.monotonic() - started)
+        budget.settle(r, run, call_id, batch, 200, most, time.monotonic() - started)
         return readings
     return call

@@ -36,7 +36,7 @@ def ours(rows: list[dict]) -> dict:
     """The day's figures as our runs recorded them, added up."""
     return {"requests": sum(r["api_requests"] for r in rows), "rate_limited": sum(r["rate_limited"] for r in rows),
             "server_errors": sum(r["server_errors"] for r in rows), "cost_micro": sum(r["cost_micro"] for r in rows),
-            "no_answer": sum(r["no_answer"] for r in rows)}
+            "no_answer": sum(r["no_answer"] for r in rows), "answer_lost": sum(r.get("answer_lost") or 0 for r in rows)}
 
 
 def differences(recorded: dict, api: dict | None) -> list[dict]:

@@ -19,7 +19,7 @@ COLUMNS = {
     "run": "TEXT PRIMARY KEY", "day": "TEXT", "started": "REAL", "finished": "REAL", "outcome": "TEXT",
     "stations": "INTEGER", "done": "INTEGER", "dead_lettered": "INTEGER", "dead_reasons": "JSON",
     "missing": "INTEGER", "pending": "INTEGER", "api_requests": "INTEGER", "rate_limited": "INTEGER",
-    "server_errors": "INTEGER", "no_answer": "INTEGER", "retries": "INTEGER", "stations_fetched": "INTEGER",
+    "server_errors": "INTEGER", "no_answer": "INTEGER", "answer_lost": "INTEGER", "retries": "INTEGER", "stations_fetched": "INTEGER",
     "glitches_found": "INTEGER", "cost_micro": "INTEGER", "budget_micro": "INTEGER",
     "to_finish_micro": "INTEGER", "duration_s": "REAL", "stations_per_s": "REAL", "utilisation": "REAL",
     "reconciled": "INTEGER", "differences": "JSON",

@@ -51,6 +51,29 @@ def move(client, source: str, destination: str, ids: Iterable[str]):
     return client.eval(_MOVE, 2, source, destination, *ids)
 
 
+# KEYS[1] every station found, KEYS[2] the stage new ones start in; ARGV ids. Returns how many were new.
+_ADD_NEW = """
+local new = 0
+for i = 1, #ARGV do
+  if redis.call('ZADD', KEYS[1], 'NX', 0, ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[2], 0, ARGV[i])
+    new = new + 1
+  end
+end
+return new
+"""
+
+
+def add_new(client, found: str, start: str, ids: Iterable[str], chunk: int = 10_000) -> int:
+    """Add `ids` to `found`, and those of them not there yet to the stage `start` too: one script per chunk,
+    so a station already known (waiting, in flight, done or given up on, wherever that is) is left alone,
+    and running it again adds nothing. How many were new."""
+    ids, new = list(ids), 0
+    for at in range(0, len(ids), chunk):
+        new += client.eval(_ADD_NEW, 2, found, start, *ids[at:at + chunk])
+    return new
+
+
 def first(r: redis.Redis, key: str, size: int) -> list[str]:
     """The first `size` ids of the stage, in order, left where they are."""
     return r.zrange(key, "-", "+", bylex=True, offset=0, num=size) if size > 0 else []

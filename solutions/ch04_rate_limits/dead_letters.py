@@ -15,6 +15,8 @@ from typing import Mapping
 
 import redis
 
+from workshop.lua import Script
+
 from ch02_segmented import stages
 
 from .keys import Keys
@@ -49,6 +51,9 @@ return 1
 """
 
 
+_BURY_SCRIPT, _SET_ASIDE_SCRIPT = Script(_BURY), Script(_SET_ASIDE)
+
+
 def _record(failure: Failure, attempts: int) -> str:
     return json.dumps({"reason": failure.reason, "detail": failure.detail, "attempts": attempts, "at": time.time()})
 
@@ -63,14 +68,14 @@ def bury(r: redis.Redis, k: Keys, batch: list[str], failure: Failure,
     args: list = [holder or ""]
     for station in batch:
         args += [station, _record(failure, attempts if isinstance(attempts, int) else attempts.get(station, 0))]
-    return r.register_script(_BURY)(keys=[k.in_flight, k.pending, k.dead_letters, k.holders, k.causes, k.attempts],
+    return _BURY_SCRIPT(r, keys=[k.in_flight, k.pending, k.dead_letters, k.holders, k.causes, k.attempts],
                                     args=args)
 
 
 def set_aside(r: redis.Redis, k: Keys, source: str, station: str, failure: Failure, failures: int) -> bool:
     """Dead-letter a poison station straight from the stage its segment takes batches from; False if it
     was not there any more."""
-    return r.register_script(_SET_ASIDE)(keys=[source, k.dead_letters], args=[station, _record(failure, failures)]) == 1
+    return _SET_ASIDE_SCRIPT(r, keys=[source, k.dead_letters], args=[station, _record(failure, failures)]) == 1
 
 
 def dead_letters(r: redis.Redis, k: Keys) -> dict[str, dict]:

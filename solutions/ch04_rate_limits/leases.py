@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import redis
 
+from workshop.lua import Script, once
+
 from .keys import Keys
 
 # KEYS[1] pending, KEYS[2] in flight, KEYS[3] holders, KEYS[4] attempts; ARGV[1] how many, ARGV[2] lease in ms,
-# ARGV[3] token, ARGV[4] "reaped" when the caller just ran the reaper. The smallest ids first (pending is a stage:
+# ARGV[3] token, ARGV[4] "reaped" when the caller just ran the reaper; KEYS[5] the call's answer (workshop.lua.once:
+# the same lease sent twice returns the stations it leased the first time, and leases no more). The smallest ids first (pending is a stage:
 # a sorted set, all scores 0, so BYLEX takes them in O(log N + count)), so batches are the same from run to run
 # (and so are the API's seeded faults); halved for each unsettled attempt of the first, so a batch that never
 # settles is split until the station at fault is alone. An expired lease in flight, and no reaper run yet:
@@ -112,6 +115,10 @@ return released
 """
 
 
+_LEASE_ONCE, _EXTEND_SCRIPT = Script(once(_LEASE)), Script(_EXTEND)
+_HAND_OVER_SCRIPT, _RELEASE_SCRIPT = Script(_HAND_OVER), Script(_RELEASE)
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -132,12 +139,12 @@ def lease(r: redis.Redis, k: Keys, count: int, seconds: float, holder: str) -> l
     Fewer when the first of them came back unsettled: `count` halved for each of its attempts.
     Expired leases are brought back first (`reap`), only when there are some: one round trip a turn, not two.
     """
-    script = r.register_script(_LEASE)
     keys = [k.pending, k.in_flight, k.holders, k.attempts]
-    taken = script(keys=keys, args=[count, _ms(seconds), holder, ""])
+    taken = _LEASE_ONCE(r, keys=[*keys, f"{k.base}:leased:{holder}"], args=[count, _ms(seconds), holder, ""])
     if taken is None:
         reap(r, k)
-        taken = script(keys=keys, args=[count, _ms(seconds), holder, "reaped"])
+        taken = _LEASE_ONCE(r, keys=[*keys, f"{k.base}:leased:{holder}:reaped"],
+                            args=[count, _ms(seconds), holder, "reaped"])
     return taken
 
 
@@ -152,7 +159,7 @@ def extend(r: redis.Redis, k: Keys, stations: list[str], seconds: float, holder:
     """Move the deadline of those `stations` `holder` holds to `seconds` from now; how many it holds."""
     if not stations:
         return 0
-    return int(r.register_script(_EXTEND)(keys=[k.in_flight, k.holders], args=[_ms(seconds), holder, *stations]))
+    return int(_EXTEND_SCRIPT(r, keys=[k.in_flight, k.holders], args=[_ms(seconds), holder, *stations]))
 
 
 def hand_over(r: redis.Redis, k: Keys, stations: list[str], holder: str, successor: str, seconds: float,
@@ -161,7 +168,7 @@ def hand_over(r: redis.Redis, k: Keys, stations: list[str], holder: str, success
     was not the batch's fault (a 429). How many were handed over."""
     if not stations:
         return 0
-    return int(r.register_script(_HAND_OVER)(keys=[k.in_flight, k.holders, k.attempts],
+    return int(_HAND_OVER_SCRIPT(r, keys=[k.in_flight, k.holders, k.attempts],
                                              args=[holder, successor, _ms(seconds), int(uncount), *stations]))
 
 
@@ -175,8 +182,8 @@ def release(r: redis.Redis, k: Keys, stations: list[str], holder: str, *, prefix
     """
     if not stations:
         return []
-    return r.register_script(_RELEASE)(
-        keys=[k.in_flight, k.holders, k.pending, k.attempts, k.causes],
+    return _RELEASE_SCRIPT(
+        r, keys=[k.in_flight, k.holders, k.pending, k.attempts, k.causes],
         args=[holder, "prefix" if prefix else "exact", int(uncount), cause, *stations])
 
 
@@ -204,7 +211,7 @@ def reap(r: redis.Redis, k: Keys, limit: int = 1000) -> list[str]:
     One script, so a station is never in both places nor in neither, and two
     reapers running at once cannot bring the same station back twice.
     """
-    return r.register_script(reaper_script())(keys=[k.in_flight, k.pending, k.holders], args=[limit])
+    return _REAPER(r, keys=[k.in_flight, k.pending, k.holders], args=[limit])
 
 
 def in_flight(r: redis.Redis, k: Keys) -> dict[str, float]:
@@ -212,3 +219,6 @@ def in_flight(r: redis.Redis, k: Keys) -> dict[str, float]:
     seconds, micros = r.time()
     now = seconds * 1000 + micros / 1000
     return {station: (deadline - now) / 1000 for station, deadline in r.zrange(k.in_flight, 0, -1, withscores=True)}
+
+
+_REAPER = Script(reaper_script)   # made at its first call: reaper_script is exercise 4.4

@@ -34,7 +34,7 @@ def ours(rows: list[dict]) -> dict:
     """The day's figures as our runs recorded them, added up."""
     return {"requests": sum(r["api_requests"] for r in rows), "rate_limited": sum(r["rate_limited"] for r in rows),
             "server_errors": sum(r["server_errors"] for r in rows), "cost_micro": sum(r["cost_micro"] for r in rows),
-            "no_answer": sum(r["no_answer"] for r in rows)}
+            "no_answer": sum(r["no_answer"] for r in rows), "answer_lost": sum(r.get("answer_lost") or 0 for r in rows)}
 
 
 def differences(recorded: dict, api: dict | None) -> list[dict]:
@@ -54,6 +54,9 @@ def differences(recorded: dict, api: dict | None) -> list[dict]:
         elif figure == "cost_micro" and difference < 0 and recorded["requests"] == api["requests"]:
             why = ("the API billed more for the same calls than our price list says: check API_PRICE_REQUEST, "
                    "API_PRICE_STATION and API_BILLED against its published terms")
+        elif difference > 0 and recorded.get("answer_lost"):
+            why = (f"{recorded['answer_lost']} calls were reserved and never settled (their worker died): we count "
+                   "them as billed, answer lost; some may not have reached the API")
         elif difference < 0:
             why = "the API counted calls we did not record: another client, or a run not reported yet"
         else:

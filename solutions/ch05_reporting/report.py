@@ -37,6 +37,8 @@ def figures(r: redis.Redis, run: str, db: str | None = None, settings: settings_
     started, finished = float(info["started"]), float(info.get("ended") or info["started"])
     duration = max(finished - started, 1e-9)
     accepted = counters.get("status:200", 0)
+    reserved = max(counters.get("calls", 0), counters.get("requests", 0))
+    lost = reserved - counters.get("requests", 0)
     span = (calls[-1]["at"] - calls[0]["at"]) + 1 / s.api_rate if calls else 0.0
     batch = prices.Prices.published(s).cheapest_batch(s.api_max_batch)
     budget = int(info.get("budget_micro", -1))
@@ -45,9 +47,12 @@ def figures(r: redis.Redis, run: str, db: str | None = None, settings: settings_
         "stations": stations, "done": done, "dead_lettered": len(buried),
         "dead_reasons": dict(Counter(letter["reason"] for letter in buried.values())),
         "missing": stations - done - len(buried), "pending": pending,
-        "api_requests": counters.get("requests", 0), "rate_limited": counters.get("status:429", 0),
+        # A call is on record from its reservation: one never settled (its worker died) is a request whose
+        # answer was lost, at what it reserved.
+        "api_requests": reserved, "rate_limited": counters.get("status:429", 0),
         "server_errors": sum(n for name, n in counters.items() if name.startswith("status:5")),
-        "no_answer": counters.get("status:none", 0), "retries": counters.get("retries", 0),
+        "no_answer": counters.get("status:none", 0) + lost, "answer_lost": lost,
+        "retries": counters.get("retries", 0),
         "stations_fetched": counters.get("stations_fetched", 0),
         "glitches_found": len(quality.findings(r, day)), "cost_micro": counters.get("cost_micro", 0),
         "budget_micro": None if budget < 0 else budget,
@@ -79,7 +84,8 @@ def text(row: dict) -> str:
         verdict(row), "",
         f"{'stations done / dead / left':<30}{row['done']} / {row['dead_lettered']} / {row['missing']}",
         f"{'API requests (429s, 5xx)':<30}{row['api_requests']} ({row['rate_limited']}, {row['server_errors']})",
-        f"{'retries, calls without answer':<30}{row['retries']}, {row['no_answer']}",
+        f"{'retries, calls without answer':<30}{row['retries']}, {row['no_answer']}"
+        + (f" ({row['answer_lost']} billed, answer lost)" if row.get("answer_lost") else ""),
         f"{'cost (budget)':<30}{money(row['cost_micro'])} ({budget})",
         f"{'cost per station done':<30}{money(row['cost_micro'] / row['done']) if row['done'] else '-'}",
         f"{'glitches found (day)':<30}{row['glitches_found']}",

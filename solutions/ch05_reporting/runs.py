@@ -1,80 +1,118 @@
-"""A run's identity and what the pipeline records about it, in Redis.
+"""A run's life and what the pipeline records about it, in Redis.
 
-`open` gives the day's open run, opening one (with its budget) if none is: a
-loop the watchdog restarts, or kicked again, goes on in the same run. `close`
-ends it in one script, and puts it in the set of runs waiting for a report,
-*before* the `run_finished` signal is sent: a worker killed in between leaves
-the run there, and the report still comes (reporting.py sweeps the set).
+    kick ──> open (with its budget) ──> loop turns ... ──> the loop's end closes it ──> unreported ──> report
+                     a watchdog restart, a later kick: the same run ─┘        (one script: loop.py)
 
-`count_call` is how the pipeline records each API call of a run: counters for
-the run's figures, and a stream entry per call for the report's timelines.
+Only a kick opens a run, and only while it holds the loop's lock (`ReportingLoop.begin`):
+a watchdog restart or any other start goes on in the open run, or does nothing. The
+loop's end closes the run in the same script that ends the loop (`close_lua` is the
+piece it runs), so no kick can land between the two; the watchdog closes the open run
+of a day left with no lock and no work (`close`). A closed run waits in its day's
+`unreported` set for its report, *before* the `run_finished` signal is sent: a worker
+killed in between leaves it there, and the report still comes (reporting.py sweeps).
+
+Every API call is on record from its reservation (budget.py): a call whose worker died
+after the API answered is in the run's figures as "answer lost", at what it reserved,
+so what the run recorded is never below what the API billed.
+
+Safe twice: `open` gives the open run on a repeat; `close` and the loop's end keep their
+first answer (workshop.lua.once); a call is reserved and settled once by its id.
 """
 from __future__ import annotations
 
 import time
+import uuid
 
 import redis
 
+from workshop.lua import Script, once
+
 from . import budget as budget_mod
-from .keys import UNREPORTED, RunKeys, open_run, sequence
+from .keys import DAYS, RunKeys, day_of_run, open_run, sequence, unreported
 
 CALLS_KEPT = 100_000   # stream entries per run (a day of 2,000 stations at batch 50 is about 40 calls)
 
-# KEYS: open run, sequence. ARGV: day, budget (micro, -1: none), now. Returns the open run's id.
-_OPEN = """
+# KEYS: open run, sequence, the new run's record. ARGV: run, its number, day, budget (micro, -1: none), now.
+# Returns the open run's id: the one already open (a repeat of this call finds its own), or this one.
+_OPEN = Script("""
 local open = redis.call('GET', KEYS[1])
 if open then return open end
-local run = ARGV[1] .. '.' .. redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], run)
-redis.call('HSET', 'run:{' .. run .. '}', 'day', ARGV[1], 'started', ARGV[3], 'budget_micro', ARGV[2],
-           'spent_micro', 0)
-return run
-"""
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[3], 'day', ARGV[3], 'started', ARGV[5], 'budget_micro', ARGV[4], 'spent_micro', 0)
+return ARGV[1]
+""")
 
-# KEYS: open run, unreported. ARGV: outcome, now. Returns the run closed, or false when none was open.
-_CLOSE = """
-local run = redis.call('GET', KEYS[1])
-if not run then return false end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', 'run:{' .. run .. '}', 'ended', ARGV[2], 'outcome', ARGV[1])
-redis.call('SADD', KEYS[2], run)
-return run
-"""
+
+def close_lua(open_key: str, record: str, unreported_key: str, run: str, outcome: str, now: str) -> str:
+    """Lua that closes `run` if it is the day's open run, and sets `closed` to true; its arguments are Lua
+    expressions (KEYS[5], ARGV[4], a local). The loop's end runs it inside its own script."""
+    return f"""
+if {run} ~= '' and redis.call('GET', {open_key}) == {run} then
+  redis.call('DEL', {open_key})
+  redis.call('HSET', {record}, 'ended', {now}, 'outcome', {outcome})
+  redis.call('SADD', {unreported_key}, {run})
+  closed = true
+end"""
+
+
+# KEYS: open run, its record, the day's unreported runs, the loop's lock, the call's answer. ARGV: run,
+# outcome, now. Nothing while the lock lives (a loop runs: its own end closes the run).
+_CLOSE = Script(once("""
+if redis.call('EXISTS', KEYS[4]) == 1 then return false end
+local closed = false""" + close_lua("KEYS[1]", "KEYS[2]", "KEYS[3]", "ARGV[1]", "ARGV[2]", "ARGV[3]") + """
+if closed then return ARGV[1] end
+return false"""))
 
 
 def open(r: redis.Redis, day: str, budget_micro: int | None = None) -> str:
-    """The day's open run, or a new one with this budget (micro; None: no budget)."""
+    """The day's open run, or a new one with this budget (micro; None: no budget).
+
+    Called by a kick holding the loop's lock, so one opener at a time: the number is read,
+    then written with the run in one script (which answers the open run to a repeat)."""
+    r.sadd(DAYS, day)   # where the report sweep looks; idempotent, before the run exists
+    found = current(r, day)
+    if found is not None:
+        return found
+    number = int(r.get(sequence(day)) or 0) + 1
+    run = f"{day}.{number}"
     budget = budget_mod.UNLIMITED if budget_micro is None else int(budget_micro)
-    return r.register_script(_OPEN)(keys=[open_run(day), sequence(day)], args=[day, budget, time.time()])
+    return _OPEN(r, keys=[open_run(day), sequence(day), RunKeys(run).record],
+                 args=[run, number, day, budget, time.time()])
 
 
 def current(r: redis.Redis, day: str) -> str | None:
     return r.get(open_run(day))
 
 
-def close(r: redis.Redis, day: str, outcome: str) -> str | None:
-    """End the day's open run with `outcome`; the run, or None if none was open (closed already)."""
-    return r.register_script(_CLOSE)(keys=[open_run(day), UNREPORTED], args=[outcome, time.time()]) or None
+def close(r: redis.Redis, day: str, outcome: str, lock: str, call: str | None = None) -> str | None:
+    """Close the day's open run with `outcome` unless the loop's `lock` is held (a running loop closes its
+    own run as it ends); the run closed, or None. The watchdog's repair for a day with no lock and no work."""
+    run = current(r, day)
+    if run is None:
+        return None
+    answer = f"runs:{{{day}}}:closed:{call or uuid.uuid4().hex}"   # this call's (workshop.lua.once)
+    return _CLOSE(r, keys=[open_run(day), RunKeys(run).record, unreported(day), lock, answer],
+                  args=[run, outcome, time.time()]) or None
 
 
-def count_call(r: redis.Redis, run: str, batch: list[str], status: int | None, billed: int,
-               seconds: float) -> None:
-    """One API call of the run: its status (None: no answer), what it cost (micro, as the terms bill it
-    or, without an answer, as reserved), and whether it asked again for stations this run asked for."""
-    k = RunKeys(run)
-    new = r.sadd(k.asked, *batch)
-    retry = int(new < len(batch))
-    fetched = len(batch) if status == 200 else 0
+def unreported_runs(r: redis.Redis) -> list[str]:
+    """Every run that ended and has no report yet, of every day that had a run."""
+    days = sorted(r.smembers(DAYS))
+    if not days:
+        return []
     with r.pipeline(transaction=False) as p:
-        p.hincrby(k.counters, "requests", 1)
-        p.hincrby(k.counters, f"status:{status or 'none'}", 1)
-        p.hincrby(k.counters, "retries", retry)
-        p.hincrby(k.counters, "stations_fetched", fetched)
-        p.hincrby(k.counters, "cost_micro", billed)
-        p.xadd(k.calls, {"at": time.time(), "status": status or 0, "stations": len(batch), "fetched": fetched,
-                         "cost_micro": billed, "retry": retry, "seconds": round(seconds, 3)},
-               maxlen=CALLS_KEPT, approximate=True)
-        p.execute()
+        for day in days:
+            p.smembers(unreported(day))
+        return sorted(run for runs in p.execute() for run in runs)
+
+
+def reported(r: redis.Redis, run: str) -> None:
+    r.srem(unreported(day_of_run(run)), run)
+
+
+def is_unreported(r: redis.Redis, run: str) -> bool:
+    return bool(r.sismember(unreported(day_of_run(run)), run))
 
 
 def record(r: redis.Redis, run: str) -> dict:
@@ -88,4 +126,4 @@ def record(r: redis.Redis, run: str) -> dict:
 
 def forget(r: redis.Redis, run: str) -> None:
     r.delete(*RunKeys(run).all())
-    r.srem(UNREPORTED, run)
+    reported(r, run)

@@ -1,0 +1,73 @@
+"""Lua scripts sent by their SHA: made once per module, loaded once per Redis, then EVALSHA.
+
+`r.register_script(text)` builds a new Script object (and hashes the text) each
+time it is called, and `r.eval(text, ...)` sends the whole text every time: on a
+loop turn that runs a few scripts, that is work and bytes for nothing. A module
+makes its `Script` once; a call sends the 40-character SHA, and only a Redis that
+does not know it yet (a new server, a restart, SCRIPT FLUSH) gets the text, once.
+
+A script whose text comes from an exercise function (a stub until the attendee
+writes it) is made at its first call: `Script(gcra_script)` takes the function.
+
+Like any command, a script may run twice when redis-py sends it again after a
+lost reply: that is the script's own business (see each one's "safe twice").
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Callable, Sequence
+
+import redis
+from redis.exceptions import NoScriptError
+
+
+class Script:
+    """A Lua script, called as `script(r, keys=[...], args=[...])` on any client."""
+
+    def __init__(self, source: str | Callable[[], str]):
+        self._source = source
+        self._text: str | None = source if isinstance(source, str) else None
+        self._sha: str | None = None
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = self._source()   # an exercise's stub raises here, at the first call: its sentence
+        return self._text
+
+    @property
+    def sha(self) -> str:
+        if self._sha is None:
+            self._sha = hashlib.sha1(self.text.encode("utf-8")).hexdigest()
+        return self._sha
+
+    def __call__(self, r: redis.Redis, keys: Sequence = (), args: Sequence = ()):
+        try:
+            return r.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            r.script_load(self.text)   # this Redis has not seen it yet (or forgot it): once, then by SHA
+            return r.evalsha(self.sha, len(keys), *keys, *args)
+
+
+ANSWER_TTL = 3600   # seconds a call's answer is kept for a repeat: far longer than redis-py's retries take
+
+
+def once(body: str) -> str:
+    """Lua that runs `body` once per call: the LAST key is the call's own answer key (its id in the name).
+
+    redis-py sends a script again when it lost the reply, and the script then runs again:
+    `body` would see the state it left itself, and may answer otherwise ("lost" for a turn it
+    took). Wrapped, the first run keeps its answer under that key, and a repeat returns it
+    without running `body` again. `body` is a script body ending in `return ...` (a string, a
+    number, a list or false). Give the answer key the hash tag of the script's other keys.
+    """
+    return f"""
+local said = redis.call('GET', KEYS[#KEYS])
+if said then return cjson.decode(said)[1] end
+local function body()
+{body}
+end
+local answer = body()
+redis.call('SET', KEYS[#KEYS], cjson.encode({{answer}}), 'EX', {ANSWER_TTL})
+return answer
+"""
