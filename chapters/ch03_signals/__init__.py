@@ -10,7 +10,9 @@ a loop that died silently; signals also keep a history and an error log that
 the pipeline's code knows nothing about.
 
 Read it top to bottom: keys (what lives in Redis), lock (one owner at a time),
-tasks (chapter 2's batch logic as loop steps), loop (the machinery: Segment,
-Loop), pipeline (this chapter's loop), watchdog, history and error_log (the
+tasks (chapter 2's batch logic as loop steps), messages (what each batch
+carries: the loop's headers, its turn), loop (the machinery: Segment, Loop),
+failures and progress_report (what the loop does when a batch fails, what it
+shows), pipeline (this chapter's loop), watchdog, history and error_log (the
 secondary work), app (the Celery app and its one beat entry), demo, benchmark.
 """

@@ -4,69 +4,49 @@
                         ^                                          │ task_success / task_failure
                         └──────────── handler (in the pool process)┘
 
-A `Loop` is a list of `Segment`s (fetch, transform, persist), each a batch task
-and the Redis set it takes its batches from. `advance` is one turn: honour the
-stop switch, refresh the lock, pick the next step (a batch of the first segment
-that has work) and send it. The handlers, connected to each segment's task with
-the task object as `sender`, call `advance` when a batch ends; `start` calls it
-for the first batch. No beat schedule drives the work: the loop runs while there
-is work and stops when there is none, releasing its lock.
+A `Loop` is a list of `Segment`s (fetch, transform, persist): a batch task and
+the Redis stage it takes its batches from. `connect` hangs two handlers on each
+segment's task; when a batch ends they call `advance`, one turn: take the turn
+(lock.refresh: the lock is still ours, and no other message took this turn),
+honour the stop switch, send a batch of the first segment that has work, or
+`end` the loop. `start` takes the lock and sends the first batch, `kick` starts
+a loop unless one runs, `stop` ends it after the batch in flight, the watchdog
+restarts one that died. No timer drives the work. Each batch carries the loop's
+headers and its turn (messages.py); failures.py says what a failed batch does,
+progress_report.py what the loop shows.
 
-The loop travels with its batches: every message carries the loop's name, its
-day and its owner token, so a handler knows which loop a finished task belongs
-to, and a batch sent by hand (no headers) ends nothing. It also carries its
-*turn*: which chain of batches it belongs to and its number in that chain. The
-lock's refresh script (lock.py) takes a turn only once, so a message that runs
-again after its worker died between its success and its acknowledgement ends as
-"lost" instead of starting a second chain.
+Never a stall at the end: the end of a loop is one script (_END), and so is the
+part of a kick that a running loop must see: either the loop sees the kick and
+looks for work again, or the kick's own start finds no lock.
 
-What can never happen:
-- a stall at the end: the end of a loop is one script, and so is the part of a
-  kick that a running loop must see. A kick either finds the loop running (which
-  then looks for work again before it ends) or starts a new one; a day with work
-  left is always watched (the watchdog restarts a chain that broke anyway);
-- a poison batch: a batch that fails in a way its task does not expect (not in
-  its `throws`) counts a failure for each of its stations; the next batch of that
-  segment is halved for each failure its first station has seen, down to one
-  station, and a single station that fails again is set aside (`set_aside`) with
-  the reason. The rest of the day goes on.
-
-Built to be extended (chapter 4): a `Loop` takes any tasks with the signature
-(batch, day, **options); `Segment.take` decides how a batch is taken (a lease),
-`next_step` what counts as work, `send` and `pause_after` are the places for
-pacing, a shared rate limit or a pause after a 429, `continue_chain` where
-another chain (chapter 4's helpers) goes on, `set_aside` where poison goes.
+Built to be extended (chapter 4): any tasks with the signature (batch, day,
+**options); `Segment.take` (how a batch is taken), `next_step` and `takes_work`
+(what is work), `send` (pacing), `continue_chain` (other chains), `begin` and
+`end` (a loop's life); failures.py and progress_report.py have hooks of their own.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import redis
 from celery import Task
-from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_failure, task_success
 
 from ch02_segmented import stages
 from workshop.celery_app import redis_client
 from workshop.lua import Script, once
-from workshop import progress
 
 from . import keys, lock
-
-# Message headers a loop puts on each batch it sends (read back from task.request.headers).
-NAME, DAY, OWNER, CHAIN, TURN = "loop_name", "loop_day", "loop_owner", "loop_chain", "loop_turn"
-LEAD = "0"          # the loop's own chain; chapter 4's helpers are chains "1", "2", ...
-POISON_AFTER = 2    # failures of a batch of one station before it is set aside
+from .failures import FAILURE_PAUSE, FailurePolicy
+from .messages import DAY, NAME, OWNER, Turn, batch_of
+from .progress_report import ProgressReport
 
 LOCK_TTL_ENV = "CH03_LOCK_TTL"
 DEFAULT_LOCK_TTL = 15.0   # seconds; must outlast the longest batch (API timeout + time in the queue)
-FAILURE_PAUSE = 0.25      # seconds before the batch after a failed one (chapter 4: backoff, Retry-After)
-REPORT_EVERY = 0.25       # seconds: a process writes the progress counters at most this often (and at the end)
 
 
 def lock_ttl() -> float:
@@ -84,11 +64,6 @@ def lock_ttl() -> float:
     return value
 
 
-def _batch(args) -> list[str]:
-    """The batch of a batch task's (batch, day, ...) arguments."""
-    return list(args[0]) if args and isinstance(args[0], (list, tuple)) else []
-
-
 @dataclass(frozen=True)
 class Segment:
     """One stage of the loop: its batch task, called as task(batch, day, **options)."""
@@ -101,26 +76,6 @@ class Segment:
     # How a batch is taken: take(r, source_key, size) -> ids. Default: the stage's first `size` ids
     # (reproducible batches, so reproducible API faults), left in it. Chapter 4 leases them instead.
     take: Callable[[redis.Redis, str, int], list[str]] | None = None
-
-
-class Turn(NamedTuple):
-    """Where a message stands in its loop: its chain, its number in that chain, its task id."""
-
-    chain: str = LEAD
-    number: int = 0
-    task_id: str = ""
-
-    @classmethod
-    def of(cls, request) -> "Turn":
-        headers = request.headers or {}
-        return cls(str(headers.get(CHAIN, LEAD)), int(headers.get(TURN, 0)), request.id or "")
-
-    def next(self) -> "Turn":
-        """The turn after this one: the next message of the chain, with a task id of its own."""
-        return Turn(self.chain, self.number + 1, str(uuid.uuid4()))
-
-    def headers(self) -> dict:
-        return {CHAIN: self.chain, TURN: self.number}
 
 
 # KEYS: lock, kicked, finished, then a subclass's (`end`'s more_keys), then the call's answer key; ARGV: owner,
@@ -147,11 +102,10 @@ class Step:
     batch: list[str]
 
 
-class Loop:
+class Loop(FailurePolicy, ProgressReport):
     def __init__(self, name: str, segments: tuple[Segment, ...] | list[Segment],
                  failure_pause: float = FAILURE_PAUSE):
         self.name, self.segments, self.failure_pause = name, tuple(segments), failure_pause
-        self._reported: dict[str, float] = {}   # day -> when this process last wrote its progress
         self._options: dict[tuple[str, str], dict] = {}   # (day, owner) -> the loop's options
         self._end: Script | None = None   # the end's script, with what a subclass adds (end_lua)
 
@@ -186,31 +140,24 @@ class Loop:
         """task_success, in the worker's pool process, once the task returned (no result is stored): next batch."""
         request = sender.request
         if self._ours(request):
-            segment, batch = self.segment_of(sender), _batch(request.args)
-            if segment is not None and batch and self.counts_failures(segment):
-                redis_client().hdel(self.keys(request.headers[DAY]).failures,
-                                    *[f"{segment.name}:{station}" for station in batch])
+            self.clear_failures(redis_client(), request.headers[DAY], self.segment_of(sender),
+                                batch_of(request.args))
             self._carry_on(request, countdown=0.0)
 
     def on_failure(self, sender: Task, exception: BaseException | None = None, task_id: str | None = None,
                    args=(), **_) -> None:
-        """task_failure: the error log has it (error_log.py); the loop goes on after a pause.
+        """task_failure: the error log has it (error_log.py); the loop counts it and goes on after a pause.
 
-        In the pool process, the request is the failed task's. A hard time limit kills the
-        pool process instead: Celery then sends task_failure from the worker's main process,
-        without the request (no headers), and the chain is found by its task id.
+        In the pool process, the request is the failed task's. A batch killed by its hard time
+        limit comes without it (failures.py: `recover_killed`).
         """
         request = sender.request
-        segment = self.segment_of(sender)
         if self._ours(request):
-            self.count_failure(redis_client(), request.headers[DAY], segment, _batch(request.args), exception)
+            self.count_failure(redis_client(), request.headers[DAY], self.segment_of(sender),
+                               batch_of(request.args), exception)
             self._carry_on(request, countdown=self.pause_after(exception))
-        elif not request.headers and isinstance(exception, TimeLimitExceeded) and len(args) > 1:
-            self.after_time_limit(segment, _batch(args), args[1], task_id or "", exception)
-
-    def pause_after(self, exception: BaseException | None) -> float:
-        """Seconds to wait before the next batch after a failed one."""
-        return self.failure_pause
+        else:
+            self.recover_killed(sender, exception, task_id or "", args)
 
     def _ours(self, request) -> bool:
         return (request.headers or {}).get(NAME) == self.name
@@ -223,67 +170,15 @@ class Loop:
         """The next turn of the chain `turn` belongs to; here there is one chain, the loop's own."""
         return self.advance(r, day, owner, countdown, turn)
 
-    def after_time_limit(self, segment: Segment | None, batch: list[str], day: str, task_id: str,
-                         exception: BaseException) -> None:
-        """A batch killed by its hard time limit (worker's main process): count it, continue its chain."""
-        r, k = redis_client(), self.keys(day)
-        found, owner = lock.chain_of(r, k.turns, task_id), lock.owner(r, k.lock)
-        if found is None or owner is None:
-            return   # not a turn of the loop running now
-        self.count_failure(r, k.day, segment, batch, exception)
-        chain, number = found
-        self.continue_chain(r, k.day, owner, Turn(chain, number, task_id), self.pause_after(exception))
-
     def segment_of(self, task: Task) -> Segment | None:
         return next((segment for segment in self.segments if segment.task.name == task.name), None)
-
-    # ---------------------------------------------------------------- poison
-
-    def counts_failures(self, segment: Segment) -> bool:
-        """Whether a failed batch of `segment` counts towards setting its stations aside (all, here)."""
-        return True
-
-    def count_failure(self, r: redis.Redis, day: str, segment: Segment | None, batch: list[str],
-                      exception: BaseException | None) -> None:
-        """A batch failed unexpectedly: one failure per station; a lone station failing again is set aside.
-
-        An expected failure (in the task's `throws`, e.g. BatchFailed: the API's bad moment) counts
-        nothing: it is retried as it is. A count sent twice by a retried command only halves a batch
-        once more: harmless.
-        """
-        if segment is None or not batch or not self.counts_failures(segment) \
-                or isinstance(exception, tuple(segment.task.throws or ())):
-            return
-        k = self.keys(day)
-        with r.pipeline(transaction=False) as p:
-            for station in batch:
-                p.hincrby(k.failures, f"{segment.name}:{station}", 1)
-            failures = p.execute()
-        if len(batch) == 1 and failures[0] >= POISON_AFTER:
-            self.set_aside(r, k, segment, batch[0], f"{type(exception).__name__}: {exception}"[:300],
-                           failures[0])
-
-    def set_aside(self, r: redis.Redis, k: keys.LoopKeys, segment: Segment, station: str, why: str,
-                  failures: int) -> None:
-        """Take a poison station out of its segment's stage, with why, so the rest of the day goes on."""
-        with r.pipeline() as p:
-            p.hset(k.poison, station, json.dumps({"segment": segment.name, "detail": why,
-                                                  "failures": failures, "at": time.time()}))
-            p.zrem(getattr(k.segments, segment.source), station)
-            p.hdel(k.failures, f"{segment.name}:{station}")
-            p.execute()
-
-    def poison(self, r: redis.Redis, day=None) -> dict[str, dict]:
-        """The stations set aside: station -> {segment, detail, failures, at}."""
-        return {station: json.loads(raw) for station, raw in r.hgetall(self.keys(day).poison).items()}
 
     # ---------------------------------------------------------------- one turn
 
     def next_step(self, r: redis.Redis, day) -> Step | None:
         """The next batch: a batch of the first segment, in order, that has work; None when none has.
 
-        A batch is halved for each failure its first station has seen (poison is searched for
-        by bisection: the half that succeeds moves on, the one that fails is halved again).
+        A batch is halved after failures (failures.py: the poison hunt).
         """
         k = self.keys(day)
         for segment in self.segments:
@@ -291,10 +186,7 @@ class Loop:
                 continue
             take = segment.take or stages.first
             size = segment.batch_size()
-            batch = take(r, getattr(k.segments, segment.source), size)
-            if batch and self.counts_failures(segment):
-                failed = int(r.hget(k.failures, f"{segment.name}:{batch[0]}") or 0)
-                batch = batch[:max(1, size >> failed)]
+            batch = self.halved(r, k, segment, take(r, getattr(k.segments, segment.source), size), size)
             if batch:
                 return Step(segment, batch)
         return None
@@ -384,30 +276,7 @@ class Loop:
         if r.exists(self.keys(day).lock):
             r.sadd(self.watched, day)
 
-    def report_due(self, day: str) -> bool:
-        """Whether this turn writes the progress counters: at most every REPORT_EVERY s per process, as
-        progress bars read them (two round trips a turn would be a fifth of what a turn costs Redis)."""
-        now = time.monotonic()
-        if now - self._reported.get(day, -REPORT_EVERY) < REPORT_EVERY:
-            return False
-        self._reported[day] = now
-        return True
-
-    def report(self, r: redis.Redis, k: keys.LoopKeys) -> None:
-        """Progress counters per segment: the stations past it, out of every discovered station."""
-        sets = k.segments
-        with r.pipeline(transaction=False) as p:
-            p.zcard(sets.stations)
-            for segment in self.segments:
-                p.zcard(getattr(sets, segment.source))
-            total, *waiting = p.execute()
-        with r.pipeline(transaction=False) as p:
-            for i, segment in enumerate(self.segments):
-                p.hset(k.progress(segment.name), mapping={"total": total, "failed": 0,
-                                                          "done": max(0, total - sum(waiting[:i + 1]))})
-            p.execute()
-
-    # ---------------------------------------------------------------- start, kick, stop
+    # ---------------------------------------------------------------- start, kick, stop, forget
 
     def begin(self, r: redis.Redis, k: keys.LoopKeys, options: dict) -> None:
         """A new loop's bookkeeping: its options, not finished, no turns taken, watched by the watchdog."""
@@ -450,45 +319,6 @@ class Loop:
 
         `why` stays in the stop switch, for `status` (a task that stops the loop says what to fix)."""
         r.set(self.keys(day).stop, why)
-
-    # ---------------------------------------------------------------- looking at it
-
-    def running(self, r: redis.Redis, day=None) -> str | None:
-        """The running loop's owner token, or None."""
-        return lock.owner(r, self.keys(day).lock)
-
-    def finished(self, r: redis.Redis, day=None) -> bool:
-        k = self.keys(day)
-        return bool(r.exists(k.finished)) and not r.exists(k.lock)
-
-    def status(self, r: redis.Redis, day=None) -> dict:
-        k = self.keys(day)
-        sets = k.segments
-        return {"owner": r.get(k.lock), "lock_ttl_ms": max(r.pttl(k.lock), 0),
-                "stop_switch": r.get(k.stop),
-                "finished": self.finished(r, k.day), "restarts": int(r.get(k.restarts) or 0),
-                "chains": {chain: int(n) for chain, n in r.hgetall(k.turns).items() if ":" not in chain},
-                "set_aside": r.hlen(k.poison),
-                "work": {s.name: stages.count(r, getattr(sets, s.source)) for s in self.segments}}
-
-    def wait(self, r: redis.Redis, day=None, timeout: float = 120.0, show: bool = False,
-             until: Callable[[], bool] | None = None) -> bool:
-        """Wait until the loop finished (True), or `until()` is true or `timeout` passed (False).
-
-        show=True draws one progress bar per segment meanwhile.
-        """
-        k = self.keys(day)
-        deadline = time.monotonic() + timeout
-        over = (lambda: self.finished(r, k.day) or (until is not None and until()))
-        if show:
-            for segment in self.segments:
-                progress.follow(r, k.progress(segment.name), desc=segment.name,
-                                timeout=max(0.0, deadline - time.monotonic()), until=over)
-        while not self.finished(r, k.day):
-            if (until is not None and until()) or time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
 
     def forget(self, r: redis.Redis, day=None) -> None:
         """Delete the loop's own keys for the day (not chapter 2's sets): to run the day afresh."""

@@ -33,7 +33,8 @@ from celery.signals import task_success
 from workshop.celery_app import redis_client
 from ch03_signals import lock
 from ch03_signals.keys import LoopKeys
-from ch03_signals.loop import LEAD, Loop, Segment, Step, Turn
+from ch03_signals.loop import Loop, Segment, Step
+from ch03_signals.messages import LEAD, Turn
 
 from . import dead_letters, leases, pause, retries
 from .fetch import lease_seconds
