@@ -4,6 +4,8 @@
   modules only): the pipeline must run the same.
 - Redis key KILL_REPORT_KEY set: the next report task SIGKILLs its own pool process once, as it starts
   writing (a crash mid-report); the key is deleted as it does, so the redelivery goes through.
+- Redis key KILL_AFTER_ANSWER_KEY = a station: the next fetch whose batch holds it SIGKILLs its own pool
+  process right after the API answered, before the call is settled (recorded); once (the key is deleted).
 """
 import os
 import signal
@@ -13,11 +15,13 @@ from ch05_reporting import app as app_module
 if os.environ.get("CH05_WITHOUT_REPORTING"):
     app_module.app.conf.include = list(app_module.MAIN)   # before the worker imports its modules
 
+from ch04_rate_limits import client   # noqa: E402
 from ch05_reporting import report   # noqa: E402 (not the report pipeline: its figures only)
 from workshop.celery_app import redis_client   # noqa: E402
 
 app = app_module.app
 KILL_REPORT_KEY, KILLED_REPORT_KEY = "ch05-test:kill-report", "ch05-test:killed-report"
+KILL_AFTER_ANSWER_KEY, KILLED_AFTER_ANSWER_KEY = "ch05-test:kill-after-answer", "ch05-test:killed-after-answer"
 
 _figures = report.figures
 
@@ -30,3 +34,18 @@ def _killing_figures(r, run, *args, **kwargs):
 
 
 report.figures = _killing_figures
+
+
+_fetch = client.fetch
+
+
+def _killing_fetch(batch, day, settings=None):
+    readings = _fetch(batch, day, settings)
+    station = redis_client().get(KILL_AFTER_ANSWER_KEY)
+    if station in batch and redis_client().delete(KILL_AFTER_ANSWER_KEY):
+        redis_client().set(KILLED_AFTER_ANSWER_KEY, ",".join(batch))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return readings
+
+
+client.fetch = _killing_fetch

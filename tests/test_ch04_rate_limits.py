@@ -496,14 +496,14 @@ def test_giving_up_buries_only_stations_still_ours_and_counts_attempts_per_stati
 
     redis.delete(k.dead_letters, k.attempts)
     stages.add(redis, k.pending, ["WX00004", "WX00005"])
-    batch = leases.lease(redis, k, 2, 30, "fake-task:0")
+    batch = leases.lease(redis, k, 2, 30, "second-task:0")
     redis.hset(k.attempts, "WX00005", retries.MAX_ATTEMPTS - 1)   # it joined this batch with attempts behind it
-    retries.start_attempt(redis, k, batch, "fake-task:0")
+    retries.start_attempt(redis, k, batch, "second-task:0")
     with pytest.raises(Retry):
-        fetch.retry_or_give_up(FakeTask(), redis, k, batch, "fake-task:0", http_error(503))
+        fetch.retry_or_give_up(FakeTask("second-task"), redis, k, batch, "second-task:0", http_error(503))
     assert list(dead_letters.dead_letters(redis, k)) == ["WX00005"]
     assert list(leases.in_flight(redis, k)) == ["WX00004"] and retries.attempts(redis, k)["WX00004"] == 1
-    assert redis.hget(k.holders, "WX00004") == "fake-task:1", "the lease went to the retry's message"
+    assert redis.hget(k.holders, "WX00004") == "second-task:1", "the lease went to the retry's message"
 
 
 def test_every_delivery_counts_so_a_batch_that_never_says_it_failed_is_dead_lettered_with_the_cause(redis):

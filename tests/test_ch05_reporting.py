@@ -75,7 +75,8 @@ def test_the_budget_never_lets_concurrent_spenders_overspend(redis):
     amount, call = granted[0]
     assert budget.settle(redis, run, call, ["WX00001"], 429, 0, 0.1), "a call the terms did not bill: all back"
     assert budget.state(redis, run)["spent"] == state["spent"] - amount
-    assert not budget.settle(redis, run, call, ["WX00001"], 429, 0, 0.1), "settled once"
+    assert budget.settle(redis, run, call, ["WX00001"], 429, 0, 0.1), "settled, said again"
+    assert budget.state(redis, run)["spent"] == state["spent"] - amount, "given back once"
     assert not budget.reserve(redis, run, 1), "giving back after that does not reopen the run"
 
 
@@ -349,3 +350,24 @@ def test_one_report_per_run_through_ten_kicks_a_watchdog_restart_and_a_killed_re
     assert [x["run"] for x in runs_table.rows(day=day)] == [run], "one report"
     assert row["done"] == N and row["outcome"] == "finished"
     assert api.stats()["fetches"] == dict.fromkeys(answer_key.station_ids(N), 1)
+
+
+@whole_run
+def test_a_worker_killed_between_the_apis_answer_and_the_record_is_reported_as_billed_answer_lost(stack, day):
+    from ch05_workers import KILL_AFTER_ANSWER_KEY, KILLED_AFTER_ANSWER_KEY
+    from ch05_reporting import report
+    r, api = stack["redis"], stack["api"]
+    r.set(KILL_AFTER_ANSWER_KEY, answer_key.station_ids(N)[17])
+    run = run_day(r, day)
+    row = reported(r, run)
+
+    theirs = api_day(api, day)
+    print(f"killed after the answer for {r.get(KILLED_AFTER_ANSWER_KEY)}; ours {row['api_requests']} requests, "
+          f"{row['cost_micro']} micro, {row['answer_lost']} lost; the API's {theirs['requests']}, {theirs['cost']}")
+    assert r.get(KILLED_AFTER_ANSWER_KEY), "a pool process died between the API's answer and the record"
+    assert row["answer_lost"] == 1, "the call is on record from its reservation"
+    assert (row["api_requests"], row["cost_micro"]) == (theirs["requests"], theirs["cost"]), \
+        "recorded cost equals the bill: the lost call at what it reserved, which is what a 200 bills"
+    assert row["reconciled"] == 1 and row["differences"] == [], "nothing blamed on another client"
+    assert "1 billed, answer lost" in report.text(row)
+    assert row["done"] == N and pipeline.outcome(r, day)["done"] == N

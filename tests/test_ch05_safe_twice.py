@@ -39,8 +39,12 @@ class Stalling:
         self.url, self.port = url, port
         self.client = redis_py.Redis(port=port, decode_responses=True)
 
-    def during(self, action):
-        """Run `action()` while Redis sleeps STALL seconds: its command waits, times out, is sent again."""
+    def during(self, action, warm_up):
+        """Run `action()` while Redis sleeps STALL seconds: its command waits, times out, is sent again.
+
+        `warm_up()` first runs the same kind of call elsewhere, so its script is loaded: a script Redis does
+        not know yet answers NOSCRIPT (runs nothing) and is loaded afterwards, outside the stall."""
+        warm_up()
         sleeper = threading.Thread(target=lambda: redis_py.Redis(port=self.port, socket_timeout=STALL + 5)
                                    .execute_command("DEBUG", "SLEEP", STALL))
         sleeper.start()
@@ -76,7 +80,11 @@ def test_a_refund_sent_twice_in_a_stall_is_given_back_once(stalling):
     run = runs.open(r, DAY, budget_micro=1_000_000)
     call = budget.new_call()
     assert budget.reserve(r, run, 400_000, call)
-    settled = stalling.during(lambda: budget.settle(r, run, call, ids(5), 503, 0, 0.2))
+    def warm_up():
+        other = runs.open(r, "2026-06-02", budget_micro=None)
+        budget.reserve(r, other, 1, "warm")
+        budget.settle(r, other, "warm", ids(1), 200, 1, 0.1)
+    settled = stalling.during(lambda: budget.settle(r, run, call, ids(5), 503, 0, 0.2), warm_up)
     state = budget.state(r, run)
     print(f"settled {settled}; {state}; counters {runs.record(r, run)['counters']}")
     assert settled is True, "the settlement's first answer, not the repeat's"
@@ -90,7 +98,8 @@ def test_a_turn_sent_twice_in_a_stall_is_taken_once_and_said_taken(stalling):
     r = celery_app.redis_client()
     key, turns = "ch03:{2026-06-01}:lock", "ch03:{2026-06-01}:turns"
     assert lock.acquire(r, key, "owner", 60_000)
-    taken = stalling.during(lambda: lock.refresh(r, key, turns, "owner", "0", 0, "task-1", 60_000))
+    taken = stalling.during(lambda: lock.refresh(r, key, turns, "owner", "0", 0, "task-1", 60_000),
+                            lambda: lock.refresh(r, "elsewhere:lock", "elsewhere:turns", "x", "0", 0, "t", 1000))
     print(f"refresh said {taken}; turns {r.hgetall(turns)}")
     assert taken is True, "the turn was ours: a repeat must not say 'lost' and stop the chain"
     assert r.hgetall(turns) == {"0": "1", "0:task": "task-1"}, "one turn taken"
@@ -106,7 +115,8 @@ def test_a_loops_end_sent_twice_in_a_stall_ends_it_and_closes_its_run_once(stall
     sent = []
     signals.run_finished.connect(lambda sender, **kw: sent.append(kw), weak=False, dispatch_uid="t-end")
     try:
-        ended = stalling.during(lambda: loop.end(r, k, owner, "finish"))
+        ended = stalling.during(lambda: loop.end(r, k, owner, "finish"),
+                                lambda: loop.end(r, loop.keys("2026-06-02"), "not-the-owner", "finish"))
     finally:
         signals.run_finished.disconnect(dispatch_uid="t-end")
     print(f"end said {ended!r}; run {r.hgetall(keys.RunKeys(run).record)}; signals {sent}")
@@ -121,7 +131,8 @@ def test_a_loops_end_sent_twice_in_a_stall_ends_it_and_closes_its_run_once(stall
 def test_a_lease_sent_twice_in_a_stall_holds_exactly_the_stations_it_returned(stalling):
     r, k = celery_app.redis_client(), for_day(DAY)
     stages.add(r, k.pending, ids(9))
-    taken = stalling.during(lambda: leases.lease(r, k, 3, 30, "task-a:0"))
+    taken = stalling.during(lambda: leases.lease(r, k, 3, 30, "task-a:0"),
+                            lambda: leases.lease(r, for_day("2026-06-02"), 3, 30, "warm:0"))
     held = sorted(station for station, holder in r.hgetall(k.holders).items() if holder == "task-a:0")
     print(f"lease returned {taken}; held by the token {held}; pending {stages.members(r, k.pending)}")
     assert taken == ids(3) and held == ids(3), "no stations leased that the caller does not know of"

@@ -19,7 +19,7 @@ from . import safety
 
 WATCHDOG = "ch04_rate_limits.watchdog"
 
-app = make_app("ch04_rate_limits", **safety.CRASH_SAFE, include=[
+app = make_app("ch04_rate_limits", task_ignore_result=True, **safety.CRASH_SAFE, include=[
     "ch04_rate_limits.tasks",
     "ch04_rate_limits.handlers",   # both loops, chapter 3's history and error log, on the tasks' signals
     "ch04_rate_limits.watchdog",

@@ -60,7 +60,7 @@ RAW_DONE = "bench:scale:raw:done"                  # one entry per raw chain tha
 
 # ---------------------------------------------------------------- Celery's raw ceiling
 
-@app.task(name="ch04_rate_limits.bench_scale.noop", ignore_result=True)
+@app.task(name="ch04_rate_limits.bench_scale.noop")
 def noop(left: int) -> int:
     """Nothing: what a turn would cost if the loop did no work at all."""
     return left

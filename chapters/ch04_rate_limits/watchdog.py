@@ -16,7 +16,7 @@ from .app import WATCHDOG, app
 from .pipeline import LOOPS
 
 
-@app.task(name=WATCHDOG, ignore_result=True)
+@app.task(name=WATCHDOG)
 def watchdog() -> dict[str, dict[str, str]]:
     r = redis_client()
     return {name: ch03_watchdog.check(r, loop) for name, loop in LOOPS.items()}

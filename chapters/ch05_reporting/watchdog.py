@@ -10,6 +10,6 @@ from .app import WATCHDOG, app
 from .pipeline import LOOP
 
 
-@app.task(name=WATCHDOG, ignore_result=True)
+@app.task(name=WATCHDOG)
 def watchdog() -> dict[str, str]:
     return ch03_watchdog.check(redis_client(), LOOP)

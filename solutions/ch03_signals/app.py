@@ -15,7 +15,8 @@ from workshop.celery_app import make_app
 
 WATCHDOG = "ch03_signals.watchdog"
 
-app = make_app("ch03_signals", include=[
+# No task stores a result: the loop, the history and the error log learn everything from signals.
+app = make_app("ch03_signals", task_ignore_result=True, include=[
     "ch03_signals.tasks",       # the batch tasks
     "ch03_signals.handlers",    # the loop, the history and the error log, on the tasks' signals
     "ch03_signals.watchdog",    # the beat task that restarts a dead loop

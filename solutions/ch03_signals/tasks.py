@@ -70,10 +70,10 @@ def persist(batch: list[str], day: str, db: str | None = None) -> dict:
 
 
 # `throws`: BatchFailed is an expected outcome: the worker logs it in one line, without a
-# traceback, and it is still a FAILURE that fires task_failure. No results stored: the
-# loop and the history learn everything from signals.
-fetch_batch = app.task(fetch, name="ch03_signals.fetch_batch", throws=(BatchFailed,), ignore_result=True)
-transform_batch = app.task(transform, name="ch03_signals.transform_batch", ignore_result=True)
-persist_batch = app.task(persist, name="ch03_signals.persist_batch", ignore_result=True)
+# traceback, and it is still a FAILURE that fires task_failure. No results are stored (the app's
+# task_ignore_result): the loop and the history learn everything from signals.
+fetch_batch = app.task(fetch, name="ch03_signals.fetch_batch", throws=(BatchFailed,))
+transform_batch = app.task(transform, name="ch03_signals.transform_batch")
+persist_batch = app.task(persist, name="ch03_signals.persist_batch")
 
 BATCH_TASKS = (fetch_batch, transform_batch, persist_batch)

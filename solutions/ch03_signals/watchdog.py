@@ -52,6 +52,6 @@ def check(r: redis.Redis, loop: Loop) -> dict[str, str]:
     return seen
 
 
-@app.task(name=WATCHDOG, ignore_result=True)
+@app.task(name=WATCHDOG)
 def watchdog() -> dict[str, str]:
     return check(redis_client(), LOOP)

@@ -138,6 +138,8 @@ def lease(r: redis.Redis, k: Keys, count: int, seconds: float, holder: str) -> l
 
     Fewer when the first of them came back unsettled: `count` halved for each of its attempts.
     Expired leases are brought back first (`reap`), only when there are some: one round trip a turn, not two.
+    A token leases once (each message has its own): the same lease sent again (a lost reply) returns the
+    stations it took the first time and takes no more.
     """
     keys = [k.pending, k.in_flight, k.holders, k.attempts]
     taken = _LEASE_ONCE(r, keys=[*keys, f"{k.base}:leased:{holder}"], args=[count, _ms(seconds), holder, ""])

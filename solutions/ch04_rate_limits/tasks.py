@@ -18,7 +18,7 @@ from .safety import TASK_TIME_LIMIT
 # Retries are counted per station by us (retries.py), not by Celery: no max_retries.
 # The soft time limit raises in the task, which retries it as "time limit" (fetch.py); the hard one kills it,
 # and the loop's handler (in the worker's main process) records "time limit" for the attempt counted at its start.
-FETCH_OPTIONS = dict(bind=True, max_retries=None, ignore_result=True, time_limit=TASK_TIME_LIMIT,
+FETCH_OPTIONS = dict(bind=True, max_retries=None, time_limit=TASK_TIME_LIMIT,
                      soft_time_limit=TASK_TIME_LIMIT - 30)
 
 
@@ -40,8 +40,8 @@ def wait_for_leases(batch: list[str], day: str) -> dict:
 fetch_batch = app.task(fetch_global, name="ch04_rate_limits.fetch_batch", **FETCH_OPTIONS)
 fetch_batch_per_worker = app.task(fetch_per_worker, name="ch04_rate_limits.fetch_batch_per_worker",
                                   **FETCH_OPTIONS)
-transform_batch = app.task(ch03_tasks.transform, name="ch04_rate_limits.transform_batch", ignore_result=True)
-persist_batch = app.task(ch03_tasks.persist, name="ch04_rate_limits.persist_batch", ignore_result=True)
-tick = app.task(wait_for_leases, name="ch04_rate_limits.tick", ignore_result=True)
+transform_batch = app.task(ch03_tasks.transform, name="ch04_rate_limits.transform_batch")
+persist_batch = app.task(ch03_tasks.persist, name="ch04_rate_limits.persist_batch")
+tick = app.task(wait_for_leases, name="ch04_rate_limits.tick")
 
 BATCH_TASKS = (fetch_batch, fetch_batch_per_worker, transform_batch, persist_batch)

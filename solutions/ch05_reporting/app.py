@@ -19,7 +19,7 @@ WATCHDOG = "ch05_reporting.watchdog"
 REPORTING = "ch05_reporting.reporting"
 MAIN = ["ch05_reporting.tasks", "ch05_reporting.handlers", "ch05_reporting.watchdog"]
 
-app = make_app("ch05_reporting", **safety.CRASH_SAFE, include=[*MAIN, REPORTING])
+app = make_app("ch05_reporting", task_ignore_result=True, **safety.CRASH_SAFE, include=[*MAIN, REPORTING])
 
 
 def beat_schedule(settings: settings_mod.Settings | None = None) -> dict:

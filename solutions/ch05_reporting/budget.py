@@ -76,12 +76,12 @@ def reserve_script() -> str:
 
 
 # KEYS: the run's record, reserved calls, counters, calls (stream), asked (set). ARGV: call id, status ("" for
-# no answer), billed (micro), seconds, now, then the batch's stations. 1 if this settled the call, 0 if it was
-# settled already (a repeat) or never reserved.
+# no answer), billed (micro), seconds, now, then the batch's stations. 1: the call is settled (by this run of
+# the script, or by an earlier one: a repeat changes nothing); 0: it was never reserved.
 _SETTLE = Script(f"""
 local said = redis.call('HGET', KEYS[2], ARGV[1])
-if not said or string.sub(said, 1, 8) == 'settled ' then return 0 end
-if tonumber(string.match(said, ' (%S+)$')) < 0 then return 0 end   -- refused: it never went out
+if not said or tonumber(string.match(said, ' (%S+)$')) < 0 then return 0 end   -- never reserved, or refused
+if string.sub(said, 1, 8) == 'settled ' then return 1 end   -- settled already (this call sent again): changes nothing
 redis.call('HSET', KEYS[2], ARGV[1], 'settled ' .. said)
 local back = tonumber(string.match(said, '^(%S+)')) - tonumber(ARGV[3])
 if back ~= 0 then   -- what the terms did not bill comes back to the budget and off the recorded cost
@@ -120,8 +120,8 @@ def reserve(r: redis.Redis, run: str, amount: int, call: str | None = None) -> b
 def settle(r: redis.Redis, run: str, call: str, batch: list[str], status: int | None, billed: int,
            seconds: float) -> bool:
     """The call `call` answered `status` (None: no answer) and was `billed` (micro, as the terms bill it; without
-    an answer, what it reserved): give the rest back, count it in the run's figures. Once per call: False for a
-    call settled already (or never reserved)."""
+    an answer, what it reserved): give the rest back, count it in the run's figures. Once per call: sent again,
+    it changes nothing and answers True again; False for a call never reserved."""
     k = RunKeys(run)
     return _SETTLE(r, keys=[k.record, k.reserved, k.counters, k.calls, k.asked],
                    args=[call, status or "", billed, round(seconds, 3), time.time(), *batch]) == 1

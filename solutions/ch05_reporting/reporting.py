@@ -54,7 +54,7 @@ def page_path(run: str) -> Path:
     return reports_dir() / f"run-{run}.html"
 
 
-@app.task(name="ch05_reporting.report_run", ignore_result=True)
+@app.task(name="ch05_reporting.report_run")
 def report_run(run: str, db: str | None = None) -> dict:
     """Persist the run's figures, write its page; the same result however often it runs."""
     r = redis_client()

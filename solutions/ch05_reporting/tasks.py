@@ -24,8 +24,8 @@ def fetch_in_run(self: Task, batch: list[str], day: str, run: str | None = None)
 
 
 fetch_batch = app.task(fetch_in_run, name="ch05_reporting.fetch_batch", **FETCH_OPTIONS)
-transform_batch = app.task(ch03_tasks.transform, name="ch05_reporting.transform_batch", ignore_result=True)
-persist_batch = app.task(ch03_tasks.persist, name="ch05_reporting.persist_batch", ignore_result=True)
-tick = app.task(wait_for_leases, name="ch05_reporting.tick", ignore_result=True)
+transform_batch = app.task(ch03_tasks.transform, name="ch05_reporting.transform_batch")
+persist_batch = app.task(ch03_tasks.persist, name="ch05_reporting.persist_batch")
+tick = app.task(wait_for_leases, name="ch05_reporting.tick")
 
 BATCH_TASKS = (fetch_batch, transform_batch, persist_batch)
