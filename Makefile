@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 
-.PHONY: venv demo test lab check-env exercises catch-up check-exercises notebooks bench-api bench-loop bench-limits bench-scale bench-cost bench-capstone up offline-kit figures slides slides-check
+.PHONY: venv demo test check lab check-env exercises catch-up check-exercises notebooks bench-api bench-loop bench-limits bench-scale bench-cost bench-capstone up offline-kit figures slides slides-check
 
 # WORKSHOP_OFFLINE_KIT=/path/to/kit (a folder `make offline-kit` wrote): install from its wheels only, no network.
 KIT_PIP := $(if $(WORKSHOP_OFFLINE_KIT),--no-index --find-links "$(WORKSHOP_OFFLINE_KIT)/wheels")
@@ -26,6 +26,11 @@ demo: venv            ## run the most advanced chapter's pipeline end to end
 TEST_WORKERS ?= 2
 test: venv            ## the whole test suite against the solutions
 	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
+
+# One exercise's own tests on your code (chapters/): its verdict in seconds. EX=5.3; TARGET=solutions for the key.
+check: venv           ## EX=N.M: run exercise N.M's own tests on your code (chapters/), e.g. make check EX=5.3
+	@test -n "$(EX)" || { echo "make check: say which exercise, e.g. make check EX=5.3 (ids: grep -rn 'exercise [0-9]' chapters)"; exit 2; }
+	$(BIN)/python -m pytest --exercise $(EX) --target $(or $(TARGET),chapters) -q $(PYTEST_ARGS)
 
 lab: venv             ## JupyterLab on the chapters; LAB_ARGS="--port 8899 --IdentityProvider.token=..." for more
 	$(BIN)/jupyter lab --notebook-dir chapters $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)

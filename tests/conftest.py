@@ -11,6 +11,9 @@
   the catch-up command, the others are skipped (workshop/catch_up.py). A test
   marked `@pytest.mark.exercises("3.3", ...)` fails at once while one of them is
   still a stub, with one sentence naming it.
+- `--exercise N.M` runs exercise N.M's own tests and nothing else: those marked
+  `@pytest.mark.exercise("N.M")` (a verdict in seconds; a whole day belongs to the
+  chapter, not to one exercise). Only the chapter's test files are collected.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import re
 
 import pytest
 
-from workshop import catch_up, settings as settings_mod, target
+from workshop import catch_up, exercises as exercises_mod, settings as settings_mod, target
 from workshop.api import ApiConfig, ApiServer
 from workshop.celery_app import use_redis
 from workshop.redis_provider import NoRedisError, provide_redis
@@ -31,6 +34,8 @@ from workshop.workers import BeatProcess, EmbeddedWorker, WorkerProcesses
 def pytest_addoption(parser):
     parser.addoption("--target", choices=target.TREES, default=None,
                      help="which tree the chapter tests import (default: WORKSHOP_TARGET or solutions)")
+    parser.addoption("--exercise", metavar="N.M", default=None,
+                     help="run only exercise N.M's own tests (marked @pytest.mark.exercise('N.M')): its verdict")
 
 
 def pytest_configure(config):
@@ -45,6 +50,35 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "earlier_chapter_unfinished(sentence): an earlier exercise is a stub")
     config.addinivalue_line("markers", "exercises(*ids): the exercises a test checks; against chapters/, "
                                        "a stub among them fails it at once, naming the exercise")
+    config.addinivalue_line("markers", "exercise(id): one of exercise `id`'s own tests: `pytest --exercise id` "
+                                       "runs these; it also fails at once while `id` is a stub")
+    config.workshop_exercise = _chosen_exercise(config)
+
+
+def _chosen_exercise(config) -> str | None:
+    """The exercise `--exercise` names, checked against the exercises the solutions hold."""
+    chosen = config.getoption("--exercise")
+    if chosen is None:
+        return None
+    known = [e.id for e in exercises_mod.list_exercises(target.ROOT)]
+    if chosen not in known:
+        raise pytest.UsageError(f"--exercise {chosen}: there is no exercise {chosen}; pick one of "
+                                f"{', '.join(known)} (its id is in the comment `exercise N.M` in chapters/).")
+    return chosen
+
+
+def exercise_ids(item) -> list[str]:
+    """The exercises a test checks: its `exercises(...)` and `exercise(...)` marks."""
+    return [i for name in ("exercises", "exercise") for mark in item.iter_markers(name) for i in mark.args]
+
+
+def pytest_ignore_collect(collection_path, config):
+    """With --exercise N.M, only chapter N's test files are collected (quick, and nothing else is run)."""
+    chosen = getattr(config, "workshop_exercise", None)
+    if chosen is None or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    match = re.match(r"test_ch(\d\d)_", collection_path.name)
+    return not (match and int(match.group(1)) == int(chosen.split(".")[0]))
 
 
 def _chapter_of(item) -> int | None:
@@ -53,7 +87,16 @@ def _chapter_of(item) -> int | None:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Against chapters/: mark the tests of a chapter whose earlier chapters still hold a stub."""
+    """--exercise: keep that exercise's own tests. Against chapters/: mark the tests of a chapter whose earlier
+    chapters still hold a stub."""
+    chosen = config.workshop_exercise
+    if chosen is not None:
+        own = [item for item in items if any(chosen in mark.args for mark in item.iter_markers("exercise"))]
+        if not own:
+            raise pytest.UsageError(f"--exercise {chosen}: no test is marked as its own "
+                                    f"(@pytest.mark.exercise({chosen!r})); run the chapter's tests instead.")
+        config.hook.pytest_deselected(items=[item for item in items if item not in own])
+        items[:] = own
     if config.workshop_target != "chapters":
         return
     sentences: dict[int, str | None] = {}
@@ -78,7 +121,7 @@ def pytest_runtest_setup(item):
         pytest.fail(mark.args[0], pytrace=False)
     if item.config.workshop_target == "chapters":
         # Before any fixture: a stub would otherwise surface as a worker that never finishes.
-        ids = [i for mark in item.iter_markers("exercises") for i in mark.args]
+        ids = exercise_ids(item)
         left = [stub for stub in _stubs() if stub.id in ids]
         if left:
             pytest.fail(catch_up.not_done(left), pytrace=False)
@@ -198,3 +241,12 @@ def worker_processes(redis, tmp_path):
 def beat_process(redis, tmp_path):
     """Start a real `celery beat` with `beat_process("chNN_x.app")`."""
     yield from _starting(functools.partial(BeatProcess, log_dir=str(tmp_path)))
+
+
+def pytest_assertrepr_compare(config, op, left, right):
+    """`==` between summaries or findings fails with the station, hour and field that differ (tests/explain.py)."""
+    if op != "==":
+        return None
+    import explain   # tests/ is on sys.path (rootdir conftest)
+    said = explain.compared(left, right)
+    return None if said is None else [f"{type(left).__name__} == {type(right).__name__} differs: {said}"]
