@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 
-.PHONY: venv demo test check lab check-env exercises catch-up check-exercises notebooks bench-api bench-loop bench-limits bench-scale bench-cost bench-capstone up offline-kit figures slides slides-check
+.PHONY: venv demo test check lab check-env exercises catch-up check-exercises notebooks bench-feedback bench-api bench-loop bench-limits bench-scale bench-cost bench-capstone up offline-kit figures slides slides-check
 
 # WORKSHOP_OFFLINE_KIT=/path/to/kit (a folder `make offline-kit` wrote): install from its wheels only, no network.
 KIT_PIP := $(if $(WORKSHOP_OFFLINE_KIT),--no-index --find-links "$(WORKSHOP_OFFLINE_KIT)/wheels")
@@ -50,6 +50,9 @@ check-exercises: venv ## fail when chapters/ is out of date with solutions/
 
 notebooks: venv       ## execute every chapter notebook on the solutions, save it with its outputs (NOTEBOOKS="..." for some)
 	$(BIN)/python -m workshop.notebooks run $(NOTEBOOKS)
+
+bench-feedback: venv  ## per exercise: seconds to a verdict on the stub, a wrong attempt and the solution (about 3 min)
+	$(BIN)/python -m workshop.bench_feedback $(BENCH_ARGS)
 
 bench-api: venv       ## the fake API's throughput
 	$(BIN)/python -m workshop bench-api

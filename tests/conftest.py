@@ -52,6 +52,8 @@ def pytest_configure(config):
                                        "a stub among them fails it at once, naming the exercise")
     config.addinivalue_line("markers", "exercise(id): one of exercise `id`'s own tests: `pytest --exercise id` "
                                        "runs these; it also fails at once while `id` is a stub")
+    config.addinivalue_line("markers", "wrong_attempt(id): runs the usual mistake at exercise `id` and checks its "
+                                       "verdict names what is wrong (make bench-feedback times it)")
     config.workshop_exercise = _chosen_exercise(config)
 
 

@@ -10,6 +10,7 @@ pipeline without its report pipeline.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -209,7 +210,7 @@ def stack(redis_server, tmp_path_factory):
         patch.setenv("API_KEY", api.config.key)
         workers = WorkerProcesses(APP, 2, pool="prefork", concurrency=1, log_dir=str(tmp)).start()
         try:
-            yield {"api": api, "redis": client, "tmp": tmp, "workers": workers}
+            yield {"api": api, "profile": api.config, "redis": client, "tmp": tmp, "workers": workers}
         finally:
             workers.stop()
             api.stop()
@@ -222,10 +223,11 @@ _days = iter(f"2026-04-{d:02d}" for d in range(1, 29))
 @pytest.fixture
 def day(stack, monkeypatch):
     """A day of this test's own, a fresh SQLite file (CH02_DB here, the loop's `db` option for the
-    workers), the API's counts zeroed, the limit forgotten."""
+    workers), the API's counts zeroed and its profile the module's (an earlier test's faults undone), the
+    limit forgotten."""
     the_day = next(_days)
     monkeypatch.setenv("CH02_DB", str(stack["tmp"] / f"{the_day}.sqlite3"))
-    stack["api"].reset()
+    stack["api"].reset(**dataclasses.asdict(stack["profile"]))
     ch04_pipeline.reset_limits(stack["redis"])
     return the_day
 
@@ -370,4 +372,5 @@ def test_a_worker_killed_between_the_apis_answer_and_the_record_is_reported_as_b
         "recorded cost equals the bill: the lost call at what it reserved, which is what a 200 bills"
     assert row["reconciled"] == 1 and row["differences"] == [], "nothing blamed on another client"
     assert "1 billed, answer lost" in report.text(row)
-    assert row["done"] == N and pipeline.outcome(r, day)["done"] == N
+    assert row["done"] == N and pipeline.outcome(r, day)["done"] == N, \
+        f"{pipeline.outcome(r, day)}; dead letters {dead_letters.dead_letters(r, ch04_keys.for_day(day))}"
