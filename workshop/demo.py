@@ -1,10 +1,12 @@
 """`make demo`: the most advanced finished chapter's pipeline, end to end, on this machine.
 
 A chapter takes part by shipping `solutions/chNN_*/demo.py` with a Celery `app`
-and `run(r, settings) -> dict` (counts such as done, failed, missing), and may
-add `report() -> str`, printed last. Until one
-does, the kit's self-check runs. The demo brings what every run needs: a Redis,
-the fake Stations API, an embedded worker; and prints a short summary.
+and `run(r, settings) -> dict` (counts such as done, failed, missing). It may add
+`ENVIRONMENT` (settings its story needs, e.g. the API's glitches; yours win) and
+`story(stats) -> str`, its own summary of the run (given the fake API's /_stats), which
+then replaces the kit's: one summary, from one source, never two that disagree. Until
+a chapter ships one, the kit's self-check runs. The demo brings what every run needs:
+a Redis, the fake Stations API, an embedded worker; and ends on a one-sentence verdict.
 """
 from __future__ import annotations
 
@@ -36,12 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline", metavar="MODULE",
                         help="the demo module to run (default: the last chapter's, else workshop.selfcheck)")
     args = parser.parse_args(argv)
+    module = pipeline_module(args.pipeline)
+    for name, value in getattr(module, "ENVIRONMENT", {}).items():
+        os.environ.setdefault(name, value)   # before the API and the answer key read the settings
     settings = settings_mod.load()
     with provide_redis(settings) as redis_, ApiServer(ApiConfig.from_settings(settings), port=0) as api:
         use_redis(redis_.url)
         os.environ["API_URL"] = api.url
         settings = settings_mod.load()
-        module = pipeline_module(args.pipeline)
         r = redis_.client()
         print(f"Stations API: {api.url} (rate {settings.api_rate:g}/s, max batch {settings.api_max_batch})")
         print(f"Pipeline: {module.__name__} on {settings.demo_stations} stations, day {settings.day}")
@@ -50,11 +54,15 @@ def main(argv: list[str] | None = None) -> int:
             outcome = module.run(r, settings)
         duration = time.monotonic() - started
         stats = api.stats()
-    print(summary(outcome, stats, duration))
+    if hasattr(module, "story"):   # the chapter's own summary replaces the kit's: one story
+        print(module.story(stats))
+        figures = module.figures() if hasattr(module, "figures") else {}
+        stats = {**stats, "requests": figures.get("api_requests", stats["requests"]),
+                 "rate_limited": figures.get("rate_limited", stats["rate_limited"])}
+    else:
+        print(summary(outcome, stats, duration))
     ok, sentence = verdict(outcome, stats, module.__name__)
     print(f"\n{sentence}")
-    if hasattr(module, "report"):   # a chapter that reports on its own runs ends the demo on its report
-        print(f"\n{module.report()}")
     return 0 if ok else 1
 
 
