@@ -4,6 +4,9 @@
 
 - SABOTAGE_KILL_FETCH=<station, or * for every batch>: a fetch whose batch holds it SIGKILLs its own pool process at the API call
   (a segfault in a client library, the OOM killer), on every delivery.
+- SABOTAGE_KILL_PRERUN=<station, or *>: a fetch whose batch holds it SIGKILLs its own pool process in a
+  task_prerun handler, before the task body starts (an OOM while deserialising, a crashing C extension, another
+  prerun handler), on every delivery. Each kill is counted in PRERUN_KILLS_KEY (a hash task id -> kills) first.
 - SABOTAGE_HANG_FETCH=<station, or *> and SABOTAGE_TIME_LIMIT=<s>: such a fetch hangs at the API call, and
   the fetch task's hard time limit (no soft one) is <s> seconds: it is killed on every try. A message carries
   its sender's time limits: a batch sent by the test process itself (a kick's first ones) keeps the app's own.
@@ -18,7 +21,7 @@ import os
 import signal
 import time
 
-from celery.signals import task_success
+from celery.signals import task_prerun, task_success
 
 from ch02_segmented import database
 from ch04_rate_limits import handlers, client, pipeline, tasks   # handlers first: the loop's handlers connect first
@@ -26,7 +29,9 @@ from ch04_rate_limits.app import app
 from workshop.celery_app import redis_client
 
 KILLED_KEY, PERSISTED_KEY = "sabotage:killed-after-success", "sabotage:persisted"
+PRERUN_KILLS_KEY = "sabotage:prerun-kills"
 KILL_FETCH, HANG_FETCH = os.environ.get("SABOTAGE_KILL_FETCH"), os.environ.get("SABOTAGE_HANG_FETCH")
+KILL_PRERUN = os.environ.get("SABOTAGE_KILL_PRERUN")
 KILL_AFTER = os.environ.get("SABOTAGE_KILL_AFTER")
 
 __all__ = ["app", "pipeline"]
@@ -72,3 +77,13 @@ def _kill_after_success(sender, **_):
 if KILL_AFTER:
     # Connected after the loop's own handler (imported above), so it runs after the next batch was sent.
     task_success.connect(_kill_after_success, sender=getattr(tasks, KILL_AFTER), weak=False)
+
+
+def _kill_in_prerun(sender, task_id=None, args=(), **_):
+    if args and _hit(KILL_PRERUN, args[0]):
+        redis_client().hincrby(PRERUN_KILLS_KEY, task_id, 1)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+if KILL_PRERUN:
+    task_prerun.connect(_kill_in_prerun, sender=tasks.fetch_batch, weak=False)

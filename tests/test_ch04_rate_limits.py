@@ -425,7 +425,7 @@ def test_dead_letters_take_a_batch_out_of_flight_with_its_reason_and_can_be_repl
     k = keys.for_day(DAY)
     stages.add(redis, k.pending, ["WX00001", "WX00002", "WX00003"])
     batch = leases.lease(redis, k, 2, 30, "task-a:0")
-    assert retries.start_attempt(redis, k, batch, "task-a:0") == (batch, [], [])
+    assert retries.count_delivery(redis, k, batch, "task-a:0").held == batch
     assert retries.attempts(redis, k) == dict.fromkeys(batch, 1)
     assert dead_letters.bury(redis, k, batch, retries.Failure("5xx", "HTTP 503", True), 1, "task-b:0") == [], \
         "a message that does not hold the lease buries nothing"
@@ -456,6 +456,13 @@ class FakeTask:
         return Retry(exc=exc, when=countdown)
 
 
+def deliver(r, task: FakeTask, batch: list[str], **options) -> dict:
+    """One delivery of `task`'s message as a worker makes it: counted on receipt (deliveries.py), then the body."""
+    from ch04_rate_limits import fetch
+    retries.count_delivery(r, keys.for_day(DAY), batch, leases.token_of(task.request))
+    return fetch.fetch(task, batch, DAY, **options)
+
+
 def test_an_unexpected_error_in_the_fetch_step_is_raised_counted_and_finally_dead_lettered(redis, monkeypatch):
     from ch04_rate_limits import fetch
     k = keys.for_day(DAY)
@@ -467,7 +474,7 @@ def test_an_unexpected_error_in_the_fetch_step_is_raised_counted_and_finally_dea
     monkeypatch.setattr(fetch.client, "fetch", broken)
     for attempt in range(1, retries.MAX_ATTEMPTS + 1):
         with pytest.raises(TypeError, match="a bug"):   # loud: task_failure, the loop's error log
-            fetch.fetch(FakeTask(), batch, DAY, global_limit=False)
+            deliver(redis, FakeTask(), batch, global_limit=False)
         if attempt < retries.MAX_ATTEMPTS:
             assert retries.attempts(redis, k) == dict.fromkeys(batch, attempt)
             assert sorted(leases.in_flight(redis, k)) == batch, "still leased: the reaper hands them back"
@@ -477,7 +484,7 @@ def test_an_unexpected_error_in_the_fetch_step_is_raised_counted_and_finally_dea
     assert all(d["detail"] == "TypeError: a bug in the client" and d["attempts"] == retries.MAX_ATTEMPTS
                for d in buried.values())
     assert not redis.exists(k.in_flight) and not redis.exists(k.pending), "none stuck in flight or cycling"
-    assert fetch.fetch(FakeTask(), batch, DAY, global_limit=False) == {"day": DAY, "done": 0, "dead": 0, "released": 0}
+    assert deliver(redis, FakeTask(), batch, global_limit=False) == {"day": DAY, "done": 0, "dead": 0}
 
 
 def test_giving_up_buries_only_stations_still_ours_and_counts_attempts_per_station(redis):
@@ -485,7 +492,7 @@ def test_giving_up_buries_only_stations_still_ours_and_counts_attempts_per_stati
     k = keys.for_day(DAY)
     stages.add(redis, k.pending, ["WX00001", "WX00002", "WX00003"])
     batch = leases.lease(redis, k, 3, 30, "fake-task:0")
-    retries.start_attempt(redis, k, batch, "fake-task:0")
+    retries.count_delivery(redis, k, batch, "fake-task:0")
     # Our lease expired; another holder leased WX00001 again and settled it before we give up.
     redis.hset(k.holders, "WX00001", "other:0")
     assert fetch.settle(redis, k, ["WX00001"], {"WX00001": [1.0] * 24}, "other:0") == 1
@@ -498,7 +505,7 @@ def test_giving_up_buries_only_stations_still_ours_and_counts_attempts_per_stati
     stages.add(redis, k.pending, ["WX00004", "WX00005"])
     batch = leases.lease(redis, k, 2, 30, "second-task:0")
     redis.hset(k.attempts, "WX00005", retries.MAX_ATTEMPTS - 1)   # it joined this batch with attempts behind it
-    retries.start_attempt(redis, k, batch, "second-task:0")
+    retries.count_delivery(redis, k, batch, "second-task:0")
     with pytest.raises(Retry):
         fetch.retry_or_give_up(FakeTask("second-task"), redis, k, batch, "second-task:0", http_error(503))
     assert list(dead_letters.dead_letters(redis, k)) == ["WX00005"]
@@ -510,30 +517,98 @@ def test_every_delivery_counts_so_a_batch_that_never_says_it_failed_is_dead_lett
     k = keys.for_day(DAY)
     stages.add(redis, k.pending, ["WX00001", "WX00002"])
     batch = leases.lease(redis, k, 2, 30, "killer:0")
-    # A delivery whose process dies says nothing: its start counted, its cause "worker lost".
-    assert retries.start_attempt(redis, k, batch, "killer:0") == (batch, [], [])
-    # Delivered again, the same message gives its two stations back, to be leased in halves.
-    assert retries.start_attempt(redis, k, batch, "killer:0") == ([], [], batch)
+    # A delivery whose process dies says nothing: its receipt counted, its cause "worker lost".
+    assert retries.count_delivery(redis, k, batch, "killer:0") == (batch, [], [], False)
+    # Delivered again, the same message gives its two stations back, to be leased in halves, and holds nothing.
+    assert retries.count_delivery(redis, k, batch, "killer:0") == ([], [], batch, True)
     assert set(stages.members(redis, k.pending)) == set(batch) and not redis.exists(k.in_flight, k.holders)
     assert retries.attempts(redis, k) == dict.fromkeys(batch, 1), "the attempts stay with the stations"
     assert leases.lease(redis, k, 2, 30, "half:0") == ["WX00001"], "halved: the first came back unsettled"
     # Alone, it counts each delivery, and after MAX_ATTEMPTS is dead-lettered with the cause.
     for n in range(2, retries.MAX_ATTEMPTS + 1):
-        assert retries.start_attempt(redis, k, ["WX00001"], "half:0") == (["WX00001"], [], [])
-    # The same delivery's script sent twice (redis-py's retry after a lost reply) counts once.
-    assert retries.start_attempt(redis, k, ["WX00001"], "half:0", delivery="d1") == ([], ["WX00001"], [])
-    assert retries.start_attempt(redis, k, ["WX00001"], "half:0", delivery="d1") == ([], [], [])
+        assert retries.count_delivery(redis, k, ["WX00001"], "half:0") == (["WX00001"], [], [], False)
+    assert retries.count_delivery(redis, k, ["WX00001"], "half:0") == ([], ["WX00001"], [], True)
     buried = dead_letters.dead_letters(redis, k)
     assert {s: (d["reason"], d["attempts"]) for s, d in buried.items()} == \
         {"WX00001": ("worker lost", retries.MAX_ATTEMPTS)}
     assert not redis.exists(k.in_flight, k.holders) and redis.hkeys(k.causes) == ["WX00002"], "WX00002 waits"
+    # The body of a delivery fetches only what its message still holds, and counts nothing.
+    assert retries.start_attempt(redis, k, ["WX00001"], "half:0") == []
+    assert retries.attempts(redis, k) == {"WX00002": 1}
 
-    redis.delete(k.pending, k.attempts, k.causes)
-    stages.add(redis, k.pending, ["WX00003"])
-    assert leases.lease(redis, k, 1, 30, "slow:0") == ["WX00003"]
-    assert retries.start_attempt(redis, k, ["WX00003"], "slow:0", delivery="d2") == (["WX00003"], [], [])
-    assert retries.start_attempt(redis, k, ["WX00003"], "slow:0", delivery="d2") == (["WX00003"], [], [])
-    assert retries.attempts(redis, k)["WX00003"] == 1, "one delivery, one attempt"
+
+def test_a_receipt_sent_twice_counts_once_and_answers_the_same(redis):
+    """redis-py sends a script again after a lost reply: the receipt's id makes the second run a no-op."""
+    k = keys.for_day(DAY)
+    stages.add(redis, k.pending, ["WX00001", "WX00002", "WX00003"])
+    batch = leases.lease(redis, k, 3, 30, "t:0")
+    first = retries.count_delivery(redis, k, batch, "t:0", receipt="r1")
+    assert retries.count_delivery(redis, k, batch, "t:0", receipt="r1") == first == (batch, [], [], False)
+    assert retries.attempts(redis, k) == dict.fromkeys(batch, 1), "counted once"
+    # The next receipt gives the batch back (its last delivery died); sent twice, the same answer, not "nothing".
+    given_back = retries.count_delivery(redis, k, batch, "t:0", receipt="r2")
+    assert retries.count_delivery(redis, k, batch, "t:0", receipt="r2") == given_back == ([], [], batch, True)
+    assert retries.attempts(redis, k) == dict.fromkeys(batch, 1)
+
+
+def test_a_message_received_holding_nothing_is_dropped_the_second_time_never_while_a_retry_holds_its_stations(
+        redis):
+    k = keys.for_day(DAY)
+    stages.add(redis, k.pending, ["WX00001", "WX00002"])
+    assert leases.lease(redis, k, 2, 30, "other:0") == ["WX00001", "WX00002"]
+    # A stale message (its stations leased to another): the first time it runs, and finds nothing;
+    # back again (it died), it is dropped.
+    assert retries.count_delivery(redis, k, ["WX00001"], "stale:0") == ([], [], [], False)
+    assert retries.count_delivery(redis, k, ["WX00001"], "stale:0") == ([], [], [], True)
+    # A message whose delivery handed its stations to its retry (same task id) and died before its
+    # acknowledgement: never dropped while the retry holds them (dropping goes by task id, see deliveries.py).
+    assert leases.hand_over(redis, k, ["WX00001", "WX00002"], "other:0", "other:1", 30) == 2
+    for _ in range(3):
+        assert retries.count_delivery(redis, k, ["WX00001", "WX00002"], "other:0") == ([], [], [], False)
+    assert retries.attempts(redis, k) == {}, "a message that holds nothing counts nothing"
+
+
+def received(task_id: str, batch: list[str], task=None, retries_: int = 0, **headers) -> SimpleNamespace:
+    """Just enough of a worker's Request, as task_received hands it to its handlers in the main process."""
+    return SimpleNamespace(id=task_id, type=(task or pipeline.LOOP.fetch.task).name, args=[batch, DAY],
+                           request_dict={"retries": retries_, **headers})
+
+
+def test_a_delivery_is_counted_on_receipt_and_one_left_holding_nothing_is_dropped_its_chain_continued(
+        redis, monkeypatch, use):
+    from celery.app.task import Task
+    from celery.worker import state as worker_state
+    from ch03_signals import lock
+    from ch03_signals.loop import CHAIN, DAY as DAY_HEADER, NAME, OWNER, TURN
+    from ch04_rate_limits import deliveries, handlers  # noqa: F401 (handlers: connected, as in a worker)
+    sent = []
+    monkeypatch.setattr(Task, "apply_async", lambda self, args=None, kwargs=None, task_id=None, headers=None, **_:
+                        sent.append((self.name, list(args), headers)))
+    k, lk = keys.for_day(DAY), pipeline.LOOP.keys(DAY)
+    stages.add(redis, k.pending, ["WX00001", "WX00002", "WX00003"])
+    assert lock.acquire(redis, lk.lock, "owner", 10_000)
+    batch = leases.lease(redis, k, 2, 30, leases.token("m1"))
+    loop_headers = {NAME: pipeline.LOOP.name, DAY_HEADER: DAY, OWNER: "owner", CHAIN: "0", TURN: 0}
+    request = received("m1", batch, **loop_headers)
+
+    deliveries.on_received(sender=None, request=request)
+    assert retries.attempts(redis, k) == dict.fromkeys(batch, 1), "counted on receipt"
+    assert not sent and "m1" not in worker_state.revoked, "it holds its batch: it runs"
+
+    deliveries.on_received(sender=None, request=request)   # its pool process died; delivered again
+    assert retries.attempts(redis, k) == dict.fromkeys(batch, 1) and "m1:0" not in redis.hvals(k.holders), \
+        "given back"
+    assert "m1" in worker_state.revoked, "dropped: the worker discards it before a pool process sees it"
+    assert [(name, args[0], headers[CHAIN], headers[TURN]) for name, args, headers in sent] == \
+        [(pipeline.LOOP.fetch.task.name, ["WX00001", "WX00002"], "0", 1)], "its chain goes on: halved"
+    deliveries.on_revoked(sender=None, request=SimpleNamespace(id="m1"))   # the worker discarded it
+    assert "m1" not in worker_state.revoked, "a later message of that id is not discarded"
+
+    # A batch sent by hand (no loop headers) counts the same; another task's message is not ours.
+    by_hand = leases.lease(redis, k, 1, 30, leases.token("m2"))
+    deliveries.on_received(sender=None, request=received("m2", by_hand))
+    deliveries.on_received(sender=None, request=received("m2", by_hand, task=pipeline.tasks.transform_batch))
+    assert retries.attempts(redis, k)[by_hand[0]] == 1
 
 
 def test_a_stale_message_after_its_stations_were_leased_again_calls_no_api_and_touches_nothing(
@@ -545,7 +620,7 @@ def test_a_stale_message_after_its_stations_were_leased_again_calls_no_api_and_t
     ids = answer_key.station_ids(3)
     stages.add(redis, k.pending, ids)
     batch = leases.lease(redis, k, 3, 0.05, "first:0")
-    retries.start_attempt(redis, k, batch, "first:0")
+    retries.count_delivery(redis, k, batch, "first:0")
     time.sleep(0.1)
     assert sorted(leases.reap(redis, k)) == ids, "the first holder's lease expired"
     assert leases.lease(redis, k, 6, 30, "second:0") == ids, "6 halved: they came back unsettled"
@@ -553,8 +628,7 @@ def test_a_stale_message_after_its_stations_were_leased_again_calls_no_api_and_t
     attempts = retries.attempts(redis, k)
 
     # The first message comes back (a redelivery after the visibility timeout, a retry's original).
-    assert fetch.fetch(FakeTask("first"), batch, DAY, global_limit=False) == \
-        {"day": DAY, "done": 0, "dead": 0, "released": 0}
+    assert deliver(redis, FakeTask("first"), batch, global_limit=False) == {"day": DAY, "done": 0, "dead": 0}
 
     assert api.stats()["fetches"] == {}, "no second API call"
     assert redis.zrange(k.in_flight, 0, -1, withscores=True) == deadlines, "the new holder's lease untouched"
@@ -581,10 +655,10 @@ def test_our_own_faults_are_retried_counted_and_dead_lettered_with_the_true_reas
         batch = leases.lease(redis, k, 2, 30, leases.token(task_id))
         for attempt in range(retries.MAX_ATTEMPTS - 1):
             with pytest.raises(Retry):   # retried with backoff within the lease, like a 5xx
-                fetch.fetch(FakeTask(task_id, attempt), batch, DAY, global_limit=False)
+                deliver(redis, FakeTask(task_id, attempt), batch, global_limit=False)
             assert not redis.exists(k.dead_letters)
             assert redis.hgetall(k.holders) == dict.fromkeys(batch, leases.token(task_id, attempt + 1))
-        outcome = fetch.fetch(FakeTask(task_id, retries.MAX_ATTEMPTS - 1), batch, DAY, global_limit=False)
+        outcome = deliver(redis, FakeTask(task_id, retries.MAX_ATTEMPTS - 1), batch, global_limit=False)
         assert outcome == {"day": DAY, "done": 0, "dead": 2, "reason": reason}
         buried = dead_letters.dead_letters(redis, k)
         assert {d["reason"] for d in buried.values()} == {reason}
@@ -683,13 +757,13 @@ def test_a_delivery_that_starts_holds_its_lease_for_the_request_from_then_on(red
     stages.add(redis, k.pending, ids)
     batch = leases.lease(redis, k, 2, 1, "slow:0")
     other = leases.lease(redis, k, 2, 1, "other:0")
-    assert retries.start_attempt(redis, k, batch, "slow:0", lease=20).go == batch
+    assert retries.start_attempt(redis, k, batch, "slow:0", lease=20) == batch
     left = leases.in_flight(redis, k)
     assert all(19.5 < left[station] <= 20 for station in batch), f"20 s from the start: {left}"
     assert all(left[station] <= 1 for station in other), "another holder's lease untouched"
-    assert retries.start_attempt(redis, k, other, "other:0").go == other
+    assert retries.start_attempt(redis, k, other, "other:0") == other
     assert all(leases.in_flight(redis, k)[station] <= 1 for station in other), "no lease given: unchanged"
-    assert retries.start_attempt(redis, k, batch, "stale:0", lease=20).go == [], "a stale message holds nothing"
+    assert retries.start_attempt(redis, k, batch, "stale:0", lease=20) == [], "a stale message holds nothing"
 
 def test_a_lease_brings_back_expired_leases_first_and_reaps_only_when_one_has_expired(redis, monkeypatch):
     k = keys.for_day(DAY)

@@ -119,6 +119,35 @@ def test_a_fetch_that_kills_its_process_on_every_delivery_is_dead_lettered_alone
     assert not api.stats()["fetches"].get(culprit), "killed before it reached the API"
 
 
+def test_a_fetch_that_kills_its_process_before_its_body_starts_is_dead_lettered_alone_and_the_day_finishes(
+        redis, fake_api, sabotaged, use):
+    """Killed in task_prerun, on every delivery: the body never runs, so only its receipt (in the worker's
+    main process) can count the delivery; and a message left holding nothing is dropped there, its chain
+    continued, or it would kill a process on every delivery for ever, and the lead would wait on it."""
+    use(API_RATE=20, API_BURST=10)
+    api = fake_api()
+    culprit = answer_key.station_ids(N)[7]   # in the second batch, WX00005..WX00009
+    workers = sabotaged(SABOTAGE_KILL_PRERUN=culprit)
+
+    pipeline.ch03_pipeline.discover(DAY)
+    pipeline.kick(redis, DAY)
+    finished = pipeline.LOOP.wait(redis, DAY, TIMEOUT)
+    outcome = pipeline.outcome(redis, DAY)
+    kills = {task_id: int(n) for task_id, n in redis.hgetall("sabotage:prerun-kills").items()}
+    print(f"finished {finished}; {outcome}; {sum(kills.values())} deliveries killed in prerun "
+          f"({len(kills)} messages); status {pipeline.LOOP.status(redis, DAY)}")
+    assert finished, "the run finishes"
+    # Each delivery that held the culprit counted an attempt at receipt: its batch of 5 once, then smaller
+    # batches, then alone, until its receipt dead-letters it (and drops the message). Never a loop of deliveries.
+    assert retries.MAX_ATTEMPTS <= sum(kills.values()) <= 2 * retries.MAX_ATTEMPTS
+    # A message left holding nothing is dropped in the main process, before any pool process sees it: killed
+    # once (twice if it came back stale, its lease expired meanwhile: a stale message runs once, as ever).
+    assert max(kills.values()) <= 2
+    assert "Discarding revoked task" in workers.log(0) + workers.log(1)
+    assert_dead_lettered_alone(redis, api, outcome, culprit, "worker lost")
+    assert not api.stats()["fetches"].get(culprit), "killed before it reached the API"
+
+
 def test_a_fetch_that_always_hits_the_hard_time_limit_is_dead_lettered_alone_as_time_limit(
         redis, fake_api, sabotaged, use):
     use(API_RATE=20, API_BURST=10)

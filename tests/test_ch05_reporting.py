@@ -104,6 +104,19 @@ def test_a_run_stays_open_until_closed_once(redis):
     assert runs.open(redis, "2030-01-04") != first, "the next kick opens a new run"
 
 
+def test_chapter_5s_fetch_deliveries_are_counted_on_receipt_by_chapter_4s_handler(redis):
+    """Chapter 5 reuses chapter 4's machinery: its worker's main process counts each fetch delivery it receives."""
+    from types import SimpleNamespace
+    from ch04_rate_limits import deliveries, leases, retries
+    from ch05_reporting import handlers, tasks  # noqa: F401 (handlers: connected, as in a worker)
+    day, k = "2026-01-15", ch04_keys.for_day("2026-01-15")
+    redis.zadd(k.pending, dict.fromkeys(["WX00001", "WX00002"], 0))
+    batch = leases.lease(redis, k, 2, 30, leases.token("c5"))
+    request = SimpleNamespace(id="c5", type=tasks.fetch_batch.name, args=[batch, day], request_dict={"retries": 0})
+    deliveries.on_received(sender=None, request=request)
+    assert retries.attempts(redis, k) == dict.fromkeys(batch, 1)
+
+
 # ---------------------------------------------------------------- quality rules
 
 @pytest.mark.exercises("5.3")

@@ -11,14 +11,19 @@
 - Our own faults are not the API's: the limiter too slow for a task's wait, the
   soft time limit: retried with backoff like a 5xx, counted, with their true reason.
 
-An attempt is counted when a delivery *starts* (`start_attempt`), not when it
-fails: a batch that kills its pool process, or hits the hard time limit, never
-gets to say it failed, and would otherwise be delivered again for ever. Its
-cause is "worker lost" until the delivery says better (an API error, a time limit);
-a settle forgets both. A station whose fetch was delivered MAX_ATTEMPTS times
-without settling is dead-lettered at its next delivery, with the last cause. A
-batch comes back in halves when it did not settle (leases.py), so the station
-that kills its process or hangs is found and dead-lettered alone.
+An attempt is counted when a delivery is *received* (`count_delivery`, called from
+deliveries.py in the worker's main process), not when it fails, nor when its body
+starts: a batch that kills its pool process (before its body even starts: an OOM
+while deserialising, a crashing C extension, a prerun handler), or hits the hard
+time limit, never gets to say it failed, and would otherwise be delivered again for
+ever. Its cause is "worker lost" until the delivery says better (an API error, a time
+limit); a settle forgets both. A station whose fetch was delivered MAX_ATTEMPTS times
+without settling is dead-lettered at its next receipt, with the last cause. A batch
+comes back in halves when it did not settle (leases.py), so the station that kills
+its process or hangs is found and dead-lettered alone. The body (`start_attempt`)
+only fetches what its message still holds. The price: a delivery that a worker
+received but never ran (a warm shutdown hands its prefetched and countdown messages
+back) counts too; MAX_ATTEMPTS counts deliveries, not requests.
 
 Why not Celery's own `autoretry_for` / `retry_backoff`: they count retries per
 message, and a batch that comes back halved is a new message; here attempts are
@@ -57,7 +62,7 @@ CAP = 8.0           # seconds: no retry waits longer (well below the broker's vi
 MAX_ATTEMPTS = 3    # failed attempts before a station is dead-lettered
 
 RETRYABLE = ("5xx", "timeout", "unreachable", "time limit", "limiter timeout")
-DELIVERY_TTL = 3600  # seconds a delivery's "counted" mark is kept: longer than any retry of its script
+DELIVERY_TTL = 3600  # seconds a receipt's "counted" mark is kept: longer than any retry of its script
 
 
 class Failure(NamedTuple):
@@ -102,13 +107,14 @@ def classify(error: Exception) -> Failure:
     return Failure("unexpected", f"{type(error).__name__}: {error}"[:200], False)
 
 
-# KEYS: holders, in flight, attempts, causes, dead letters, the delivery's mark, pending; ARGV[1] token,
-# ARGV[2] MAX_ATTEMPTS, ARGV[3] the provisional cause (JSON, "by" this token), ARGV[4] now, ARGV[5] the mark's TTL,
-# ARGV[6] the lease the stations to fetch hold from now (ms, on Redis's clock; 0: unchanged), ARGV[7..] stations.
-# Counted once per delivery: run again (redis-py's retry after a lost reply), it counts nothing more. Returns
-# {to fetch, dead-lettered, released}.
-_START = """
-local first = redis.call('SET', KEYS[6], '1', 'NX', 'EX', tonumber(ARGV[5]))
+# KEYS: holders, in flight, attempts, causes, dead letters, the receipt's mark, pending, the message's "received
+# holding nothing" mark; ARGV[1] token, ARGV[2] MAX_ATTEMPTS, ARGV[3] the provisional cause (JSON, "by" this token),
+# ARGV[4] now, ARGV[5] the marks' TTL, ARGV[6] "<task id>:" (any message of the task), ARGV[7..] stations.
+# Returns {held, dead-lettered, released, drop (0 or 1)}. Counted once per receipt: run again (redis-py's retry
+# after a lost reply), it changes nothing more and returns its first answer, kept in the receipt's mark.
+_RECEIVE = """
+local first = redis.call('GET', KEYS[6])
+if first then return cjson.decode(first) end
 local held, died_before = {}, false
 for i = 7, #ARGV do
   if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
@@ -117,73 +123,116 @@ for i = 7, #ARGV do
     if cause and cjson.decode(cause).by == ARGV[1] then died_before = true end
   end
 end
-if not first then return {held, {}, {}} end
-if died_before and #held > 1 then
+local answer
+if not held[1] then
+  -- a stale message: it runs, finds nothing, ends. Back again holding nothing, it died doing so: drop it.
+  local again = not redis.call('SET', KEYS[8], '1', 'NX', 'EX', tonumber(ARGV[5]))
+  answer = {{}, {}, {}, again and 1 or 0}
+elseif died_before and #held > 1 then
   -- this very message died before: give its stations back, to be leased in halves
   for _, station in ipairs(held) do
     redis.call('ZREM', KEYS[2], station)
     redis.call('HDEL', KEYS[1], station)
     redis.call('ZADD', KEYS[7], 0, station)
   end
-  return {{}, {}, held}
+  answer = {{}, {}, held, 1}
+else
+  local go, buried = {}, {}
+  for _, station in ipairs(held) do
+    local n = tonumber(redis.call('HGET', KEYS[3], station) or '0')
+    if n >= tonumber(ARGV[2]) then
+      local cause = cjson.decode(redis.call('HGET', KEYS[4], station) or ARGV[3])
+      redis.call('ZREM', KEYS[2], station)
+      redis.call('HDEL', KEYS[1], station)
+      redis.call('HDEL', KEYS[4], station)
+      redis.call('HDEL', KEYS[3], station)
+      redis.call('HSET', KEYS[5], station, cjson.encode(
+        {reason = cause.reason, detail = cause.detail, attempts = n, at = tonumber(ARGV[4])}))
+      buried[#buried + 1] = station
+    else
+      redis.call('HINCRBY', KEYS[3], station, 1)
+      redis.call('HSET', KEYS[4], station, ARGV[3])
+      go[#go + 1] = station
+    end
+  end
+  answer = {go, buried, {}, go[1] and 0 or 1}
 end
-local go, buried = {}, {}
-for _, station in ipairs(held) do
-  local n = tonumber(redis.call('HGET', KEYS[3], station) or '0')
-  if n >= tonumber(ARGV[2]) then
-    local cause = cjson.decode(redis.call('HGET', KEYS[4], station) or ARGV[3])
-    redis.call('ZREM', KEYS[2], station)
-    redis.call('HDEL', KEYS[1], station)
-    redis.call('HDEL', KEYS[4], station)
-    redis.call('HDEL', KEYS[3], station)
-    redis.call('HSET', KEYS[5], station, cjson.encode(
-      {reason = cause.reason, detail = cause.detail, attempts = n, at = tonumber(ARGV[4])}))
-    buried[#buried + 1] = station
-  else
-    redis.call('HINCRBY', KEYS[3], station, 1)
-    redis.call('HSET', KEYS[4], station, ARGV[3])
-    go[#go + 1] = station
+if answer[4] == 1 then
+  -- never drop while a retry of this task (same id, another token) holds any of the batch: it runs
+  for i = 7, #ARGV do
+    local holder = redis.call('HGET', KEYS[1], ARGV[i])
+    if holder and holder ~= ARGV[1] and string.sub(holder, 1, #ARGV[6]) == ARGV[6] then answer[4] = 0 end
   end
 end
-if go[1] and tonumber(ARGV[6]) > 0 then   -- the delivery is alive: its lease runs from now, long enough for the request
-  local t = redis.call('TIME')
-  local deadline = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 + tonumber(ARGV[6])
-  for _, station in ipairs(go) do redis.call('ZADD', KEYS[2], 'XX', deadline, station) end
-end
-return {go, buried, {}}
+redis.call('SET', KEYS[6], cjson.encode(answer), 'EX', tonumber(ARGV[5]))
+return answer
 """
 
 
-class Start(NamedTuple):
-    """What a delivery of a leased batch may do: fetch `go`; `buried` were dead-lettered, `released` given back."""
+class Receipt(NamedTuple):
+    """What a delivery of a leased batch holds once received: `held` to fetch; `buried` were dead-lettered,
+    `released` given back to pending; `drop`: it holds nothing and never will, the worker may discard it."""
 
-    go: list[str]
+    held: list[str]
     buried: list[str]
     released: list[str]
+    drop: bool
 
 
-def start_attempt(r: redis.Redis, k: Keys, batch: list[str], holder: str, delivery: str | None = None,
-                  lease: float | None = None) -> Start:
-    """A delivery of `holder`'s batch starts: which stations it fetches now.
+def count_delivery(r: redis.Redis, k: Keys, batch: list[str], holder: str, receipt: str | None = None) -> Receipt:
+    """A delivery of `holder`'s batch was received (deliveries.py, in the worker's main process): count it.
 
     Only the stations `holder` holds count (a stale message gets nothing). Each counts one
     attempt, with "worker lost" as its cause until the delivery records a truer one; one already
     at MAX_ATTEMPTS is dead-lettered with its last cause instead. A batch of several whose last
     delivery of this same message died (the cause still "worker lost", by us) is given back to
     pending instead: the loop leases it again in halves (leases.py), to find the station that
-    kills its process, which is then dead-lettered alone. `delivery` (one per delivery; default:
-    a new one) makes the script count once even if redis-py sends it twice. `lease`: the stations
-    to fetch hold their lease for that many seconds from now (enough for the request that
-    follows); None leaves the lease as it is.
+    kills its process, which is then dead-lettered alone.
+
+    `drop` when the message holds nothing after this receipt (it gave back or buried all it held,
+    or it came back holding nothing a second time) and no retry of its task holds any of the batch.
+    `receipt` (one id per receipt; default: a new one) makes the script count once, and answer
+    the same, even if redis-py sends it twice.
     """
     if not batch:
-        return Start([], [], [])
-    go, buried, released = r.register_script(_START)(
+        return Receipt([], [], [], False)
+    task_id = holder.rsplit(":", 1)[0]
+    held, buried, released, drop = r.register_script(_RECEIVE)(
         keys=[k.holders, k.in_flight, k.attempts, k.causes, k.dead_letters,
-              k.delivery(delivery or uuid.uuid4().hex), k.pending],
-        args=[holder, MAX_ATTEMPTS, WORKER_LOST.cause(by=holder), time.time(), DELIVERY_TTL,
-              max(1, int(lease * 1000)) if lease is not None else 0, *batch])
-    return Start(list(go), list(buried), list(released))
+              k.delivery(receipt or uuid.uuid4().hex), k.pending, k.delivery(f"{holder}:empty")],
+        args=[holder, MAX_ATTEMPTS, WORKER_LOST.cause(by=holder), time.time(), DELIVERY_TTL, f"{task_id}:", *batch])
+    return Receipt(list(held), list(buried), list(released), bool(drop))
+
+
+# KEYS: holders, in flight; ARGV[1] token, ARGV[2] the lease from now (ms, on Redis's clock; 0: unchanged),
+# ARGV[3..] stations. Returns the stations the token holds.
+_START = """
+local t = redis.call('TIME')
+local deadline = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 + tonumber(ARGV[2])
+local held = {}
+for i = 3, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
+    held[#held + 1] = ARGV[i]
+    if tonumber(ARGV[2]) > 0 then redis.call('ZADD', KEYS[2], 'XX', deadline, ARGV[i]) end
+  end
+end
+return held
+"""
+
+
+def start_attempt(r: redis.Redis, k: Keys, batch: list[str], holder: str, lease: float | None = None) -> list[str]:
+    """A delivery of `holder`'s batch starts (the task body): the stations it still holds, to fetch now.
+
+    The attempt was counted when the delivery was received (`count_delivery`); here a stale
+    message, or one whose receipt gave back or buried its stations, finds nothing. `lease`: the
+    stations to fetch hold their lease for that many seconds from now (enough for the request
+    that follows); None leaves the lease as it is.
+    """
+    if not batch:
+        return []
+    return list(r.register_script(_START)(
+        keys=[k.holders, k.in_flight],
+        args=[holder, max(1, int(lease * 1000)) if lease is not None else 0, *batch]))
 
 
 def record_cause(r: redis.Redis, k: Keys, stations: list[str], failure: Failure) -> None:

@@ -2,8 +2,9 @@
 
 One batch, one API request, and everything around it:
 
-    start the attempt: only the stations this message still holds (a stale message: nothing, it ends);
-      each counts one delivery; one delivered MAX_ATTEMPTS times already is dead-lettered instead
+    (on receipt, in the worker's main process: deliveries.py) each station the message holds counts one
+      delivery; one delivered MAX_ATTEMPTS times already is dead-lettered instead
+    start the attempt: only the stations this message still holds (a stale message: nothing, it ends)
     ask the limiter (wait, keeping the lease and the loop's lock alive) -> request
       200              -> settle: readings stored, lease released, ids to fetched (one script)
       429              -> follow the API's limit, pause every worker for Retry-After, ask again;
@@ -24,7 +25,7 @@ over). A bug is re-raised, on purpose: it must be loud (task_failure, the loop's
 error log), and the stations must not cycle for ever either: they keep their
 lease until the reaper hands them back for another counted try. What kills the
 task without a word from it (its pool process killed, the hard time limit) was
-counted when the delivery started, so it too ends in a dead letter, "worker lost"
+counted when the delivery was received, so it too ends in a dead letter, "worker lost"
 or "time limit" (recorded by the loop's handler in the worker's main process);
 and such a batch comes back in halves, so only the station at fault is buried.
 Giving up touches only the stations this message still holds: one that another
@@ -156,10 +157,9 @@ def fetch(task: Task, batch: list[str], day: str, global_limit: bool = True,
         raise ValueError(f"a batch of {len(batch)} stations is more than the API's maximum of {s.api_max_batch}; "
                          "take batches of at most API_MAX_BATCH stations.")
     holder = leases.token_of(task.request)
-    start = retries.start_attempt(r, k, batch, holder, lease=s.request_timeout + lease_seconds())
-    if not start.go:   # stale (settled, reaped or re-leased), given back to be split, or delivered too often
-        return {"day": day, "done": 0, "dead": len(start.buried), "released": len(start.released)}
-    batch = start.go
+    batch = retries.start_attempt(r, k, batch, holder, lease=s.request_timeout + lease_seconds())
+    if not batch:   # stale (settled, reaped or re-leased), or its receipt gave it back or dead-lettered it
+        return {"day": day, "done": 0, "dead": 0}
     try:
         return _fetch_leased(task, r, k, s, batch, holder, global_limit, call or client.fetch)
     except Retry:

@@ -8,8 +8,13 @@
 - `worker_prefetch_multiplier = 1`: a worker reserves one message per process,
   not four. Not a hard bound: Celery raises the prefetch count by one for each
   message with an ETA or countdown it holds (a retry's backoff, a parked turn),
-  up to `worker_eta_task_limit` if set; those stay unacknowledged, so a crash
+  up to `worker_eta_task_limit`; those stay unacknowledged, so a crash
   loses none of them: they come back after the visibility timeout.
+- `worker_eta_task_limit`: the most messages a worker holds at once, running or
+  waiting for their countdown. Without it, one worker may hoard every countdown
+  message there is, each unacknowledged (a candidate for a second delivery after
+  the visibility timeout) while other workers idle. Past it, messages wait in the
+  broker, for any worker.
 
 The catch with Redis as the broker: a message that stays unacknowledged longer
 than the `visibility_timeout` is delivered again, to another worker, while the
@@ -27,6 +32,11 @@ CRASH_SAFE = {
     "task_acks_late": True,
     "task_reject_on_worker_lost": True,
     "worker_prefetch_multiplier": 1,
+    # The prefetch count starts at the worker's concurrency and grows by one per countdown message held, up to
+    # this. A loop has at most one message per batch of its window (a retry replaces the one that failed) and
+    # one parked turn of its lead: on a worker of 8 processes, room for a window of 20 batches all waiting for
+    # a retry, and a few leads' turns. Never set it below a worker's concurrency.
+    "worker_eta_task_limit": 32,
 }
 
 ACQUIRE_TIMEOUT = 180.0   # seconds a task may wait for the limiter (a pause included) before it gives up the slot

@@ -17,7 +17,8 @@ from .safety import TASK_TIME_LIMIT
 
 # Retries are counted per station by us (retries.py), not by Celery: no max_retries.
 # The soft time limit raises in the task, which retries it as "time limit" (fetch.py); the hard one kills it,
-# and the loop's handler (in the worker's main process) records "time limit" for the attempt counted at its start.
+# and the loop's handler (in the worker's main process) records "time limit" for the attempt counted at its receipt
+# (deliveries.py, also in the main process).
 FETCH_OPTIONS = dict(bind=True, max_retries=None, time_limit=TASK_TIME_LIMIT,
                      soft_time_limit=TASK_TIME_LIMIT - 30)
 
