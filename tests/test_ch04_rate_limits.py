@@ -579,7 +579,7 @@ def test_a_delivery_is_counted_on_receipt_and_one_left_holding_nothing_is_droppe
     from celery.app.task import Task
     from celery.worker import state as worker_state
     from ch03_signals import lock
-    from ch03_signals.loop import CHAIN, DAY as DAY_HEADER, NAME, OWNER, TURN
+    from ch03_signals.messages import CHAIN, DAY as DAY_HEADER, NAME, OWNER, TURN
     from ch04_rate_limits import deliveries, handlers  # noqa: F401 (handlers: connected, as in a worker)
     sent = []
     monkeypatch.setattr(Task, "apply_async", lambda self, args=None, kwargs=None, task_id=None, headers=None, **_:

@@ -44,7 +44,7 @@ from celery.signals import task_received, task_revoked
 from celery.worker import state as worker_state
 
 from workshop.celery_app import redis_client
-from ch03_signals.loop import CHAIN, DAY, LEAD, NAME, OWNER, TURN, Turn
+from ch03_signals.messages import CHAIN, DAY, LEAD, NAME, OWNER, TURN, Turn
 
 from . import leases, retries
 from .keys import for_day
