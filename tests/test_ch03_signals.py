@@ -26,6 +26,8 @@ from ch02_segmented import database, keys as segment_keys, stages
 from ch03_signals import error_log, history, lock, pipeline, tasks, watchdog
 from ch03_signals.app import WATCHDOG, app, beat_schedule
 from ch03_signals.loop import Loop
+from ch03_signals.messages import Turn
+from workshop.lua import Script
 from ch03_signals.pipeline import LOOP
 
 N = 40          # stations per test: small, so the module stays quick on a busy machine
@@ -125,7 +127,7 @@ class RecordingLoop(Loop):
         self.calls.append(("failure", sender.name))
 
 
-@pytest.mark.exercises("3.1")
+@pytest.mark.exercise("3.1")
 def test_connect_hangs_the_loops_handlers_on_its_own_tasks_only_once_and_they_stay(redis, fresh_signals):
     ours = [task._get_current_object() for task in tasks.BATCH_TASKS]   # the app is finalized, as in a worker
     other = app.tasks[WATCHDOG]       # a task of the same app that is not a segment's
@@ -144,7 +146,7 @@ def test_connect_hangs_the_loops_handlers_on_its_own_tasks_only_once_and_they_st
                                f"(sender= the task object): {calls}")
 
 
-@pytest.mark.exercises("3.2")
+@pytest.mark.exercise("3.2")
 def test_the_error_log_handler_writes_one_entry_per_failure_with_what_entries_reads_back(
         redis, fresh_signals):
     stream, day = "ch03-test:errors", "2026-01-15"
@@ -165,7 +167,7 @@ def test_the_error_log_handler_writes_one_entry_per_failure_with_what_entries_re
 # ---------------------------------------------------------------- the lock and one turn, no worker
 
 
-@pytest.mark.exercises("3.4")
+@pytest.mark.exercise("3.4")
 def test_the_lock_is_refreshed_and_released_only_by_its_owner(redis):
     key, turns = "ch03-test:lock", "ch03-test:turns"
     assert lock.acquire(redis, key, "A", 10_000)
@@ -187,12 +189,13 @@ def test_the_lock_is_refreshed_and_released_only_by_its_owner(redis):
     assert lock.acquire(redis, key, "B", 10_000) and lock.owner(redis, key) == "B"
 
 
-@pytest.mark.exercises("3.4")
+@pytest.mark.exercise("3.4")
 def test_a_turn_is_taken_once_so_a_message_that_runs_twice_starts_no_second_chain(redis):
     key, turns = "ch03-test:lock", "ch03-test:turns"
     assert lock.acquire(redis, key, "A", 10_000)
     assert lock.refresh(redis, key, turns, "A", "0", 0, "t1", 10_000)
     assert lock.refresh(redis, key, turns, "A", "0", 1, "t2", 10_000), "the message of turn 1 takes its turn"
+    assert_a_repeat_answers_the_same(redis, key, turns)
     assert not lock.refresh(redis, key, turns, "A", "0", 1, "t2-again", 10_000), \
         "the same message run again (redelivered after its success) is stale"
     assert lock.refresh(redis, key, turns, "A", "1", 0, "h1", 10_000), "another chain has turns of its own"
@@ -202,6 +205,197 @@ def test_a_turn_is_taken_once_so_a_message_that_runs_twice_starts_no_second_chai
     assert lock.hold(redis, key, "A", 60_000) and redis.pttl(key) > 50_000
     assert lock.refresh(redis, key, turns, "A", "0", 2, "t3", 10_000) and redis.pttl(key) > 50_000
     assert not lock.hold(redis, key, "B", 90_000) and redis.pttl(key) <= 60_000
+
+
+def assert_a_repeat_answers_the_same(r, key: str, turns: str) -> None:
+    """The call that just took turn 1 of chain "0" as task t2, sent again (redis-py lost its reply)."""
+    before = r.hgetall(turns)
+    again = lock.refresh(r, key, turns, "A", "0", 1, "t2", 10_000)
+    assert again is True, ("the same refresh sent twice (its reply lost, redis-py re-sends it) answered "
+                           f"{again} the second time: a repeat of the call that took the turn (same chain, turn "
+                           "and task id, the chain now one further) must answer 1 again")
+    assert r.hgetall(turns) == before, f"the repeat moved the chain again: {before} became {r.hgetall(turns)}"
+
+
+WITHOUT_REPEAT = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+local at = tonumber(redis.call('hget', KEYS[2], ARGV[2]) or '0')
+if at ~= tonumber(ARGV[3]) then return 0 end
+redis.call('hset', KEYS[2], ARGV[2], at + 1, ARGV[2] .. ':task', ARGV[4])
+if redis.call('pttl', KEYS[1]) < tonumber(ARGV[5]) then redis.call('pexpire', KEYS[1], ARGV[5]) end
+return 1
+"""
+
+
+def test_a_refresh_that_forgets_its_own_repeat_fails_3_4_saying_so(redis, monkeypatch):
+    """A plausible 3.4: the lock and the turn checked, but a repeat of the same call answers 0."""
+    monkeypatch.setattr(lock, "_REFRESH", Script(WITHOUT_REPEAT))
+    key, turns = "ch03-test:lock", "ch03-test:turns"
+    assert lock.acquire(redis, key, "A", 10_000)
+    assert lock.refresh(redis, key, turns, "A", "0", 0, "t1", 10_000)
+    assert lock.refresh(redis, key, turns, "A", "0", 1, "t2", 10_000)
+    with pytest.raises(AssertionError) as failed:
+        assert_a_repeat_answers_the_same(redis, key, turns)
+    assert "sent twice" in str(failed.value) and "answered False the second time" in str(failed.value)
+
+
+# ---------------------------------------------------------------- one exercise at a time
+# Each exercise's own verdict, in a second or two, with the exercises it does not check replaced by test
+# doubles: the batch is not sent (send/advance/start record what they were asked), and lock.refresh is a
+# plain-Python stand-in. The whole-loop tests below check the same promises with everything real.
+
+
+def refresh_double(calls: list):
+    """lock.refresh as plain Python (not atomic, fine in one thread), recording each call's arguments."""
+    def refresh(r, key, turns, owner, chain, turn, task_id, ttl_ms):
+        calls.append((owner, chain, turn, task_id))
+        if r.get(key) != owner or int(r.hget(turns, chain) or 0) != turn:
+            return False
+        r.hset(turns, mapping={chain: turn + 1, f"{chain}:task": task_id})
+        r.pexpire(key, max(ttl_ms, r.pttl(key)))
+        return True
+    return refresh
+
+
+def judge_advance(r, k, monkeypatch) -> None:
+    """Exercise 3.3's promises, turn by turn, each failure one sentence."""
+    refreshed, sent = [], []
+    monkeypatch.setattr(lock, "refresh", refresh_double(refreshed))
+    monkeypatch.setattr(LOOP, "send", lambda step, day, owner, turn, countdown=0.0: sent.append((step, owner, turn)))
+    lk = LOOP.keys(k.day)
+    ids = answer_key.station_ids(12)
+    stages.add(r, k.pending, ids)
+    assert lock.acquire(r, lk.lock, "owner", 10_000)
+
+    said = LOOP.advance(r, k.day, "stale")
+    assert (said, sent) == ("lost", []), (f"advance by an owner whose lock is gone answered {said!r} and sent "
+                                          f"{len(sent)} batch(es): take the turn with lock.refresh first, and "
+                                          "when it says no, send nothing and answer 'lost'")
+    assert refreshed, "advance never called lock.refresh: a message must take its turn before it acts"
+
+    said = LOOP.advance(r, k.day, "owner")
+    assert said == "fetch" and len(sent) == 1, (f"advance by the owner with {len(ids)} stations pending answered "
+                                                f"{said!r} and sent {len(sent)} batch(es): one fetch batch expected")
+    step, owner, turn = sent[0]
+    assert step.batch == ids[:batch_size()], f"the batch sent: {ids[:batch_size()]} expected, got {step.batch}"
+    assert (owner, turn.chain, turn.number) == ("owner", "0", 1), \
+        f"the batch goes as the chain's next turn (chain '0', turn 1, by 'owner'), got {owner!r}, {turn}"
+    assert refreshed[-1] == ("owner", "0", 0, turn.task_id), \
+        f"lock.refresh takes turn 0 with the task id of the message it sends next: {refreshed[-1]}, sent {turn}"
+
+    said = LOOP.advance(r, k.day, "owner")   # turn 0 again: the same message run twice
+    assert (said, len(sent)) == ("lost", 1), (f"a message whose turn was taken already answered {said!r} and "
+                                              f"sent {len(sent) - 1} more batch(es): 'lost', nothing sent")
+
+    LOOP.stop(r, k.day)
+    said = LOOP.advance(r, k.day, "owner", turn=turn)
+    assert (said, len(sent)) == ("stopped", 1), (f"with the stop switch set advance answered {said!r} and sent "
+                                                 f"{len(sent) - 1} more batch(es): end the loop as stopped")
+    assert not r.exists(lk.lock), "a stopped loop lets go of its lock (self.end does it)"
+
+    r.delete(lk.stop, lk.turns, k.pending)
+    assert lock.acquire(r, lk.lock, "owner", 10_000)
+    end = LOOP.end
+
+    def kicked_while_ending(*args, **kwargs):
+        """A kick lands just as the loop finds no work: it queued stations and set `kicked` first."""
+        stages.add(r, k.pending, ids[:3])
+        r.set(lk.kicked, 1)
+        monkeypatch.setattr(LOOP, "end", end)
+        return end(*args, **kwargs)
+
+    monkeypatch.setattr(LOOP, "end", kicked_while_ending)
+    said = LOOP.advance(r, k.day, "owner")
+    assert said == "fetch" and [s.batch for s, *_ in sent[1:]] == [ids[:3]], \
+        (f"a kick came while the loop was ending (end answered 'again') and queued {ids[:3]}; advance answered "
+         f"{said!r} and sent {[s.batch for s, *_ in sent[1:]]}: on 'again', look for work again")
+
+    r.delete(k.pending)
+    said = LOOP.advance(r, k.day, "owner", turn=sent[-1][2])
+    assert said == "finished" and not r.exists(lk.lock), (f"with no work left advance answered {said!r} and the "
+                                                         f"lock is {'held' if r.exists(lk.lock) else 'gone'}: "
+                                                         "end the loop as finished (self.end)")
+
+
+@pytest.mark.exercise("3.3")
+def test_one_turn_takes_its_turn_then_stops_sends_the_next_batch_or_finishes(redis, k, monkeypatch):
+    judge_advance(redis, k, monkeypatch)
+
+
+def ends_without_looking_again(self, r, day, owner, countdown=0.0, turn=Turn()):
+    """A plausible 3.3: right but for `end`'s "again", which it returns instead of looking for work again."""
+    k, following = self.keys(day), turn.next()
+    if not lock.refresh(r, k.lock, k.turns, owner, turn.chain, turn.number, following.task_id, self.ttl_ms()):
+        return "lost"
+    if r.exists(k.stop):
+        return self.end(r, k, owner, "stop")
+    step = self.next_step(r, k.day)
+    if step is not None:
+        self.send(step, k.day, owner, following, countdown)
+        return step.segment.name
+    return self.end(r, k, owner, "finish")
+
+
+def test_a_turn_that_ignores_a_late_kick_fails_3_3_naming_the_stranded_stations(redis, k, monkeypatch):
+    monkeypatch.setattr(Loop, "advance", ends_without_looking_again)
+    with pytest.raises(AssertionError) as failed:
+        judge_advance(redis, k, monkeypatch)
+    said = str(failed.value)
+    assert "end answered 'again'" in said and "advance answered 'again'" in said
+    assert str(answer_key.station_ids(3)) in said, said
+
+
+@pytest.mark.exercise("3.5")
+def test_start_takes_the_lock_with_a_new_token_once_however_many_start_together(redis, k, monkeypatch):
+    advanced = []
+    monkeypatch.setattr(LOOP, "advance", lambda r, day, owner, *args, **kwargs: advanced.append((day, owner)))
+    lk = LOOP.keys(k.day)
+
+    owner = LOOP.start(redis, k.day, db="/tmp/x.sqlite3")
+    assert isinstance(owner, str) and owner, f"start returns the new loop's owner token, got {owner!r}"
+    assert lock.owner(redis, lk.lock) == owner, f"the lock holds the token start returned: {lock.owner(redis, lk.lock)!r}"
+    assert 0 < redis.pttl(lk.lock) <= LOOP.ttl_ms(), "the lock expires on its own (a TTL: LOOP.ttl_ms())"
+    assert advanced == [(k.day, owner)], f"start advances once, as its owner (the first batch): {advanced}"
+    assert redis.sismember(LOOP.watched, k.day) and redis.hgetall(lk.options) == {"db": "/tmp/x.sqlite3"}, \
+        "start begins the loop (self.begin: its options kept, the day watched) before its first turn"
+
+    assert LOOP.start(redis, k.day) is None and len(advanced) == 1, "a second start while one runs: None, no turn"
+
+    lock.release(redis, lk.lock, owner)
+    barrier = threading.Barrier(10)
+
+    def start():
+        barrier.wait()
+        return LOOP.start(redis, k.day)
+
+    with ThreadPoolExecutor(10) as pool:
+        owners = [o for o in pool.map(lambda _: start(), range(10)) if o is not None]
+    assert len(owners) == 1 and len(advanced) == 2, \
+        f"ten starts at once: one loop expected, {len(owners)} got a token and {len(advanced) - 1} advanced"
+    assert owners[0] != owner, "each loop has a token of its own: a message of the old loop must not act for it"
+
+
+@pytest.mark.exercise("3.6")
+def test_the_watchdog_restarts_only_a_dead_loop_with_work_and_counts_it(redis, k, monkeypatch):
+    started = []
+    answer = {"token": "new-owner"}
+    monkeypatch.setattr(LOOP, "start", lambda r, day, **options: started.append(day) or answer["token"])
+    lk = LOOP.keys(k.day)
+    stages.add(redis, k.pending, answer_key.station_ids(5))
+    redis.sadd(LOOP.watched, k.day)
+
+    LOOP.stop(redis, k.day)
+    assert (watchdog.check_day(redis, LOOP, k.day), started) == ("stopped", []), "stopped on purpose: left alone"
+    redis.delete(lk.stop)
+    redis.set(lk.lock, "alive", px=10_000)
+    assert (watchdog.check_day(redis, LOOP, k.day), started) == ("running", []), "its lock lives: left alone"
+    redis.delete(lk.lock)
+    assert watchdog.check_day(redis, LOOP, k.day) == "restarted" and started == [k.day], \
+        "no lock, no stop switch, work left: restarted through loop.start"
+    assert redis.get(lk.restarts) == "1", "the restart is counted in restarts"
+    answer["token"] = None                 # a kick was quicker: start finds the lock taken
+    assert watchdog.check_day(redis, LOOP, k.day) == "running" and redis.get(lk.restarts) == "1", \
+        "start found a loop already running (None): not a restart"
 
 
 @pytest.mark.exercises("3.3", "3.4")
@@ -221,7 +415,7 @@ def test_advance_by_a_stale_owner_is_lost_and_sends_nothing(redis, k, monkeypatc
     assert [(step.segment.name, owner) for step, owner in sent] == [("fetch", "new-owner")]
 
 
-@pytest.mark.exercises("3.6")
+@pytest.mark.exercise("3.6")
 def test_the_watchdog_leaves_a_day_without_work_idle(redis, k, monkeypatch):
     sent = []
     monkeypatch.setattr(LOOP, "send", lambda *args, **kwargs: sent.append(args))

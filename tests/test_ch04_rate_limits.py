@@ -29,6 +29,7 @@ from celery.exceptions import Retry
 
 from workshop import settings as settings_mod, stations as answer_key, target
 from workshop.api import ApiConfig, draw_fault
+from workshop.lua import Script
 
 from ch02_segmented import stages
 from ch03_signals import error_log, history
@@ -49,25 +50,53 @@ def redis_now(r) -> float:
 
 # ---------------------------------------------------------------- the limiter
 
-def test_the_limiter_answers_go_for_a_burst_then_the_wait_until_the_next_slot(redis):
+def assert_a_burst_then_the_wait(r) -> None:
+    """Exercise 4.1's promise at 1/s, burst 4: four requests go at once, then each waits for the next slot."""
     # 1/s: a slot every 1000 ms, far longer than these few round trips take even on a loaded machine.
-    limiter.configure(redis, limiter.Limit(1, 4), jitter=0)
-    gate = limiter.GlobalLimiter(redis)
+    limiter.configure(r, limiter.Limit(1, 4), jitter=0)
+    gate = limiter.GlobalLimiter(r)
     state = keys.ApiKeys().state
-    assert [gate.check() for _ in range(4)] == [0, 0, 0, 0], "a burst of 4 goes at once"
-    tat = float(redis.get(state))
-    for _ in range(2):
+    answers = [gate.check() for _ in range(4)]
+    assert answers == [0, 0, 0, 0], f"at 1/s with a burst of 4, the first 4 requests go at once (0); got {answers}"
+    tat = float(r.get(state))
+    for n in (5, 6):
         # Then wait for the next slot: exactly until the TAT is no more than burst - 1 intervals ahead,
         # on Redis's clock (read before and after the check, so no assumption on how long it took).
-        before = redis_now(redis) * 1000
+        before = redis_now(r) * 1000
         wait = gate.check()
-        after = redis_now(redis) * 1000
-        assert 0 < wait <= 1000, f"then wait for the next slot: {wait}"
-        assert tat - 3 * 1000 - after <= wait <= tat - 3 * 1000 - before + 1
+        after = redis_now(r) * 1000
+        assert 0 < wait <= 1000, (f"request {n} of a burst of 4 at 1/s got {wait} ms: it must wait for the next "
+                                  "slot (0 < ms <= 1000): the TAT may be at most interval * (burst - 1) ahead")
+        assert tat - 3 * 1000 - after <= wait <= tat - 3 * 1000 - before + 1, \
+            f"request {n} waits until the TAT is burst - 1 intervals ahead: {tat - 3000 - after:.0f} ms, got {wait}"
         # A refused request takes nothing: the limiter's state is as it was, the next slot no further away.
-        assert float(redis.get(state)) == tat
+        assert float(r.get(state)) == tat, f"refused request {n} moved the TAT from {tat} to {r.get(state)}"
 
 
+@pytest.mark.exercise("4.1")
+def test_the_limiter_answers_go_for_a_burst_then_the_wait_until_the_next_slot(redis):
+    assert_a_burst_then_the_wait(redis)
+
+
+# A plausible 4.1: the whole burst ahead of now instead of burst - 1 intervals, one request too many.
+ONE_TOO_MANY = """
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local wait = tat - interval * burst - now
+if wait > 0 then return math.ceil(wait) end
+tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
+return 0
+"""
+
+
+def test_a_limiter_one_request_over_its_burst_fails_4_1_naming_the_request(redis, monkeypatch):
+    monkeypatch.setattr(limiter, "_GCRA", Script(lambda: limiter._PROLOGUE + ONE_TOO_MANY))
+    with pytest.raises(AssertionError) as failed:
+        assert_a_burst_then_the_wait(redis)
+    assert "request 5 of a burst of 4 at 1/s got 0 ms" in str(failed.value), str(failed.value)
+
+
+@pytest.mark.exercise("4.1")
 def test_the_limiter_says_clearly_when_no_one_told_it_the_limit(redis):
     with pytest.raises(limiter.NoLimitError, match="configure"):
         limiter.GlobalLimiter(redis).check()
@@ -102,6 +131,7 @@ def test_a_learned_limit_survives_the_next_run_unless_the_published_one_changed(
     assert limiter.current(redis)["api_rate"] == 12.0
 
 
+@pytest.mark.exercise("4.1")
 def test_resetting_a_day_leaves_the_apis_limit_to_the_other_days_loops(redis):
     other = keys.for_day("2026-01-16")
     limiter.configure(redis, limiter.Limit(10, 10))
@@ -221,7 +251,9 @@ def test_many_callers_in_threads_and_processes_get_no_more_than_the_limit_and_no
 # At burst 1 a late ask loses its lateness for good, and these callers are each ~0.2 ms late (Python, a
 # round trip; more on a busy machine): over 0.25 s, 12 slots, that stays well under one interval (20 ms).
 # A bucket of 5 or more absorbs it: there the last grant's lateness is all that counts.
-@pytest.mark.parametrize("burst, seconds", [(1, 0.25), (5, 2.0), (50, 2.0)])
+# Burst 1 over 0.25 s is exercise 4.1's own (several processes, about a second in all); the rest, the chapter's.
+@pytest.mark.parametrize("burst, seconds", [pytest.param(1, 0.25, marks=pytest.mark.exercise("4.1")), (5, 2.0),
+                                            (50, 2.0)])
 def test_at_50_per_s_and_burst_1_5_or_50_several_processes_are_granted_never_more_than_the_ideal_and_near_it(
         burst, seconds, redis, redis_server):
     """Two processes and this one, three callers each, for `seconds`: count against burst + rate x window.
@@ -260,6 +292,7 @@ def test_at_50_per_s_and_burst_1_5_or_50_several_processes_are_granted_never_mor
 
 # ---------------------------------------------------------------- Retry-After and the pause
 
+@pytest.mark.exercise("4.3")
 @pytest.mark.parametrize("header, seconds, form", [
     ("120", 120.0, "delay-seconds"),
     ("  7 ", 7.0, "delay-seconds"),
@@ -323,6 +356,7 @@ def test_retry_after_reads_both_forms_and_falls_back_clearly_on_junk(header, sec
         assert "not a Retry-After" in str(wait)
 
 
+@pytest.mark.exercise("4.3")
 @pytest.mark.parametrize("header", ["Thu, 15 Jan 2026 12:00:30 +0100", "Thu, 15 Jan 2026 12:00:30 UTC",
                                     "Thu, 15 Jan 2026 12:00:30 EST", "Thu, 15 jan 2026 12:00:30 GMT",
                                     "Thu, 15 Jan 2026 12:00 GMT", "1.5", "-3", "", "Thu, 31 Feb 2026 12:00:00 GMT"])
@@ -336,6 +370,7 @@ def test_retry_after_junk_logs_one_warning_with_the_wait_instead(header, caplog)
                                    "(delay-seconds or an HTTP-date in GMT); waiting 3 s instead")
 
 
+@pytest.mark.exercise("4.3")
 def test_retry_after_missing_header_falls_back_quietly_and_valid_ones_log_nothing(caplog):
     with caplog.at_level(logging.DEBUG, logger=retry_after.__name__):
         assert retry_after.parse(None, fallback=3.0) == (3.0, "fallback", None)
@@ -344,6 +379,7 @@ def test_retry_after_missing_header_falls_back_quietly_and_valid_ones_log_nothin
     assert caplog.records == []
 
 
+@pytest.mark.exercise("4.3")
 def test_rate_limited_pickles_round_trip_so_celery_needs_no_wrapper():
     from celery.utils.serialization import get_pickleable_exception
 
@@ -356,13 +392,22 @@ def test_rate_limited_pickles_round_trip_so_celery_needs_no_wrapper():
     assert get_pickleable_exception(error) is error
 
 
-def test_a_pause_holds_every_caller_for_at_least_its_length_and_is_never_shortened(redis):
+@pytest.mark.exercise("4.2")
+def test_a_pause_holds_every_caller_for_at_least_its_length_and_is_never_shortened(redis, monkeypatch):
+    # Exercise 4.2 alone: the limiter's script keeps its prologue (which honours the pause) and lets every
+    # other request go, so the callers' waits below are the pause's. The whole GCRA is the next test's.
+    monkeypatch.setattr(limiter, "_GCRA", Script(lambda: limiter._PROLOGUE + "return 0"))
     limiter.configure(redis, limiter.Limit(50, 10), jitter=0)
     gates = [limiter.GlobalLimiter(redis) for _ in range(3)]
     k = keys.ApiKeys()
     # Paused until now + 1 s, both on the one script's clock (abs: float rounding of ms since 1970, not time).
     assert pause.pause(redis, 1.0, "429") == pytest.approx(1.0, abs=0.002)
     until = float(redis.get(k.pause))                     # ms on Redis's clock
+    # The bucket restarts empty: at 50/s (20 ms) and burst 10, one request goes at `until`, then one per 20 ms.
+    empty = until + 20 * (10 - 1)
+    assert float(redis.get(k.state) or 0) == pytest.approx(empty, abs=0.002), \
+        f"after a 1 s pause at 50/s, burst 10, the TAT lets exactly one request go when it ends: " \
+        f"{empty:.3f} (until + 9 intervals) expected, got {redis.get(k.state)}"
 
     def left(call):
         """call()'s answer, and the ms left of the pause on Redis's clock just before and just after it."""
@@ -372,6 +417,7 @@ def test_a_pause_holds_every_caller_for_at_least_its_length_and_is_never_shorten
 
     paused, low, high = left(lambda: pause.pause(redis, 0.2, "a shorter one"))
     assert float(redis.get(k.pause)) == until, "never shortened"
+    assert float(redis.get(k.state)) == pytest.approx(empty, abs=0.002), "nor the TAT moved earlier"
     assert low <= paused * 1000 <= high + 1, "it answers what is left of the longer pause"
     for gate in gates:
         wait, low, high = left(gate.check)
@@ -710,6 +756,7 @@ def test_every_key_a_script_touches_together_lies_in_one_redis_cluster_slot():
 
 # ---------------------------------------------------------------- leases and the reaper
 
+@pytest.mark.exercise("4.4")
 def test_a_lease_takes_the_smallest_pending_ids_and_holds_them_in_flight_until_its_deadline(redis):
     k = keys.for_day(DAY)
     stages.add(redis, k.pending, [f"WX{i:05d}" for i in (7, 3, 9, 1, 5)])
@@ -722,6 +769,7 @@ def test_a_lease_takes_the_smallest_pending_ids_and_holds_them_in_flight_until_i
     assert leases.reap(redis, k) == [], "nothing expired yet"
 
 
+@pytest.mark.exercise("4.4")
 def test_the_reaper_brings_back_only_expired_leases_once_even_with_reapers_racing(redis):
     k = keys.for_day(DAY)
     stages.add(redis, k.pending, [f"WX{i:05d}" for i in range(40)])
@@ -748,7 +796,9 @@ def test_the_reaper_brings_back_only_expired_leases_once_even_with_reapers_racin
     assert sorted(everything) == short, "each expired station brought back exactly once"
     assert set(stages.members(redis, k.pending)) == set(short)
     assert sorted(redis.zrange(k.in_flight, 0, -1)) == long
-    assert redis.hgetall(k.holders) == dict.fromkeys(long, "long:0"), "a reaped lease has no holder any more"
+    kept = sorted(set(redis.hgetall(k.holders)) & set(short))
+    assert not kept, f"a reaped lease has no holder any more: {kept[:3]} ({len(kept)} in all) still have one"
+    assert redis.hgetall(k.holders) == dict.fromkeys(long, "long:0"), "the live leases keep their holder"
 
 
 def test_a_delivery_that_starts_holds_its_lease_for_the_request_from_then_on(redis):
@@ -765,6 +815,7 @@ def test_a_delivery_that_starts_holds_its_lease_for_the_request_from_then_on(red
     assert all(leases.in_flight(redis, k)[station] <= 1 for station in other), "no lease given: unchanged"
     assert retries.start_attempt(redis, k, batch, "stale:0", lease=20) == [], "a stale message holds nothing"
 
+@pytest.mark.exercise("4.4")
 def test_a_lease_brings_back_expired_leases_first_and_reaps_only_when_one_has_expired(redis, monkeypatch):
     k = keys.for_day(DAY)
     ids = [f"WX{i:05d}" for i in range(10)]
