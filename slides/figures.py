@@ -34,7 +34,8 @@ BENCHMARKS = {
     "cost": ("ch05_reporting.bench_cost", ["--stations", "200"]),
     "capstone": ("ch06_capstone.bench", ["--stations", "200", "--seconds", "2"]),
 }
-# Each benchmark's JSON, and the plots it writes itself (the capstone draws its own two).
+# Each benchmark's JSON, and the plots it writes itself (the capstone draws its own two PNGs, for the
+# notebook and `make bench-capstone`; the deck shows the slide versions drawn below from its JSON).
 WRITES = {"loop": ["loop.json"], "limits": ["limits.json"], "cost": ["cost.json"],
           "capstone": ["capstone.json", "done_over_time.png", "scale_out.png"]}
 
@@ -73,7 +74,7 @@ def load(name: str) -> dict:
 SLIDE_PT = 15
 SLIDE_STYLE = {"font.size": SLIDE_PT, "axes.labelsize": SLIDE_PT, "xtick.labelsize": SLIDE_PT,
                "ytick.labelsize": SLIDE_PT, "legend.fontsize": SLIDE_PT, "svg.hashsalt": "workshop"}
-COLOURS = ["#9aa5b1", "#5b8def", "#2f9e44", "#e8590c"]
+COLOURS = ["#5f6b78", "#3b6fd4", "#2b8a3e", "#d9480f"]   # dark enough for a white note inside
 
 
 def _bars(labels, values, xlabel, notes=None, colors=None, height=2.9) -> Figure:
@@ -81,8 +82,10 @@ def _bars(labels, values, xlabel, notes=None, colors=None, height=2.9) -> Figure
     ax = figure.subplots()
     bars = ax.barh(labels, values, color=colors or COLOURS[:len(values)])
     for bar, note in zip(bars, notes or [f"{v:g}" for v in values]):
-        ax.annotate(note, (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(6, 0),
-                    textcoords="offset points", va="center")
+        inside = bar.get_width() >= 0.6 * max(values)   # a long bar holds its note: no text runs off the plot
+        ax.annotate(note, (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(-6 if inside else 6, 0),
+                    textcoords="offset points", va="center", ha="right" if inside else "left",
+                    color="white" if inside else "black", fontweight="bold" if inside else "normal")
     ax.invert_yaxis()
     ax.set(xlabel=xlabel, xlim=(0, max(values) * 1.6 or 1))
     ax.spines[["top", "right"]].set_visible(False)
