@@ -247,8 +247,8 @@ def problems(nb, name: str) -> list[str]:
     if counts != list(range(1, len(code) + 1)):
         found.append(f"its code cells are not saved from one run top to bottom (execution counts {counts})")
     if nbformat.writes(normalise(nb, name)) != nbformat.writes(nb):
-        found.append("its metadata or outputs are not in the saved form (timing, kernel version, "
-                     "widget ids or split streams)")
+        found.append("its metadata or outputs are not in the saved form (timing, kernel version, widget ids, "
+                     "split streams, or a kernelspec or numbers not as JupyterLab writes them)")
     return found
 
 
