@@ -14,6 +14,8 @@ $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(KIT_PIP) --upgrade pip
 	$(BIN)/pip install --quiet $(KIT_PIP) -e '.[dev]'
+	@# an editable install skips pyproject's data-files: the Lab settings that keep notebooks as committed
+	install -D -m 644 workshop/jupyter_server_config.json $(VENV)/etc/jupyter/jupyter_server_config.json
 	touch $(READY)
 
 venv: $(READY)

@@ -8,6 +8,7 @@ nothing on a slide is typed twice:
     {{ name }}                       a number or table `make figures` measured (figures/values.json)
     {{diagram ch03_signals}}         the chapter README's mermaid diagram (ch01: diagrams/ch01_periodic.mmd), as SVG
     {{code ch03_signals/error_log.py connect}}   a function of the solution, without docstring and exercise marks
+    {{code ch01_periodic/pipeline.py run_slice from "start, ids" to "r.set("}}   the part of it from one line to another
     {{line ch05_reporting/reporting.py run_finished.connect}}   the solution's first line holding that text
     {{exercises ch03_signals}} / {{minutes ch03_signals}}       the README's exercise table / its time budget
 
@@ -67,8 +68,26 @@ def diagram_origin(chapter: str) -> str:
     return str(own.relative_to(ROOT)) if own.exists() else f"chapters/{chapter}/README.md"
 
 
+EXCERPT = re.compile(r'^(\S+) (\S+)(?: from "([^"]+)" to "([^"]+)")?$')
+
+
+def excerpt(lines: list[str], start: str, end: str, spec: str) -> list[str]:
+    """The lines from the first holding `start` to the next holding `end`, `...` where lines are left out."""
+    first = next((i for i, l in enumerate(lines) if start in l), None)
+    last = next((i for i, l in enumerate(lines) if first is not None and i >= first and end in l), None)
+    if first is None or last is None:
+        raise BuildError(f"no line with {start!r} followed by one with {end!r} in the function; fix {{{{code {spec}}}}}")
+    kept = lines[first:last + 1]
+    indent = len(kept[0]) - len(kept[0].lstrip())   # shown from the first line's depth: narrower on the slide
+    kept = [l[indent:] if l[:indent].isspace() else l.lstrip() for l in kept]
+    return (["..."] if first else []) + kept + (["..."] if last < len(lines) - 1 else [])
+
+
 def code(spec: str) -> str:
-    path, _, name = spec.partition(" ")
+    parsed = EXCERPT.match(spec)
+    if not parsed:
+        raise BuildError(f'{{{{code {spec}}}}} is not `code PATH NAME` or `code PATH NAME from "TEXT" to "TEXT"`')
+    path, name, start, end = parsed.groups()
     source = (ROOT / "solutions" / path).read_text()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
@@ -79,6 +98,8 @@ def code(spec: str) -> str:
                 del lines[first.lineno - node.lineno + len(node.decorator_list):
                           first.end_lineno - node.lineno + len(node.decorator_list) + 1]
             lines = [line for line in lines if not MARKS.match(line)]
+            if start:   # a slide shows at most ~14 lines: the part the slide is about
+                lines = excerpt(lines, start, end, spec)
             return "```python\n" + "\n".join(lines) + "\n```"
     raise BuildError(f"solutions/{path} has no function or class {name!r}; fix {{{{code {spec}}}}} in workshop.md")
 

@@ -1,6 +1,7 @@
 """`make figures`: run the workshop's benchmarks at small sizes and write what the deck shows.
 
     .venv/bin/python slides/figures.py [--only loop,limits,cost,capstone]
+    .venv/bin/python slides/figures.py --replot     # no benchmark: the plots and values again from the JSON
 
 Every number on a slide comes from here: the benchmarks write their figures as
 JSON (`--out`), this script draws the plots from them and flattens the numbers
@@ -19,7 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from matplotlib import rc_context
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "slides" / "figures"
@@ -31,7 +34,8 @@ BENCHMARKS = {
     "cost": ("ch05_reporting.bench_cost", ["--stations", "200"]),
     "capstone": ("ch06_capstone.bench", ["--stations", "200", "--seconds", "2"]),
 }
-# Each benchmark's JSON, and the plots it writes itself (the capstone draws its own two).
+# Each benchmark's JSON, and the plots it writes itself (the capstone draws its own two PNGs, for the
+# notebook and `make bench-capstone`; the deck shows the slide versions drawn below from its JSON).
 WRITES = {"loop": ["loop.json"], "limits": ["limits.json"], "cost": ["cost.json"],
           "capstone": ["capstone.json", "done_over_time.png", "scale_out.png"]}
 
@@ -63,57 +67,110 @@ def load(name: str) -> dict:
 
 
 # ------------------------------------------------------------------ plots (SVG, drawn from the JSON)
+# Drawn for a slide, not a page: wide and short, no title (the slide's heading is the title), every text
+# at least SLIDE_PT. The deck shows a plot about 1,100 px wide, so a point is about 1.3 px there and 15 pt
+# is about 19 px; `make slides-check` measures it from what record_text() writes beside the images.
 
-def _bars(labels, values, title, xlabel, notes=None, colors=None) -> Figure:
-    figure = Figure(figsize=(7.5, 3.2))
+SLIDE_PT = 15
+SLIDE_STYLE = {"font.size": SLIDE_PT, "axes.labelsize": SLIDE_PT, "xtick.labelsize": SLIDE_PT,
+               "ytick.labelsize": SLIDE_PT, "legend.fontsize": SLIDE_PT, "svg.hashsalt": "workshop"}
+COLOURS = ["#5f6b78", "#3b6fd4", "#2b8a3e", "#d9480f"]   # dark enough for a white note inside
+
+
+def _bars(labels, values, xlabel, notes=None, colors=None, height=2.9) -> Figure:
+    figure = Figure(figsize=(11, height), layout="constrained")
     ax = figure.subplots()
-    bars = ax.barh(labels, values, color=colors or ["#9aa5b1", "#5b8def", "#2f9e44", "#e8590c"][:len(values)])
+    bars = ax.barh(labels, values, color=colors or COLOURS[:len(values)])
     for bar, note in zip(bars, notes or [f"{v:g}" for v in values]):
-        ax.annotate(note, (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(4, 0),
-                    textcoords="offset points", va="center", fontsize=9)
+        inside = bar.get_width() >= 0.6 * max(values)   # a long bar holds its note: no text runs off the plot
+        ax.annotate(note, (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(-6 if inside else 6, 0),
+                    textcoords="offset points", va="center", ha="right" if inside else "left",
+                    color="white" if inside else "black", fontweight="bold" if inside else "normal")
     ax.invert_yaxis()
-    ax.set(title=title, xlabel=xlabel, xlim=(0, max(values) * 1.45 or 1))
+    ax.set(xlabel=xlabel, xlim=(0, max(values) * 1.6 or 1))
     ax.spines[["top", "right"]].set_visible(False)
-    figure.tight_layout()
     return figure
 
 
 def plot_loop(loop: dict) -> Figure:
     results = loop["results"]
-    return _bars(list(results), [f["stations/s"] for f in results.values()],
-                 "Same day, same API: stations per second", "stations/s (higher is better)",
-                 [f"{f['stations/s']:.1f}/s, {f['done']} of {f['stations']} done, {f['missing']} missing"
+    return _bars(list(results), [f["stations/s"] for f in results.values()], "stations/s (higher is better)",
+                 [f"{f['stations/s']:.1f}/s: {f['done']} of {f['stations']} done, {f['missing']} missing"
                   for f in results.values()])
 
 
 def plot_periodic(loop: dict) -> Figure:
     f = next(iter(loop["results"].values()))   # chapter 1's periodic pipeline runs first
     parts = {"done right": f["done"], "missing": f["missing"], "wrong": f["wrong"], "done twice": f["twice"]}
-    return _bars(list(parts), list(parts.values()), f"Chapter 1's day of {f['stations']} stations",
-                 "stations", colors=["#2f9e44", "#e03131", "#e8590c", "#f59f00"])
+    return _bars(list(parts), list(parts.values()), f"stations, of a day of {f['stations']}",
+                 colors=["#2f9e44", "#e03131", "#e8590c", "#f59f00"], height=3.2)
 
 
 def plot_limits(limits: dict) -> Figure:
     results = limits["results"]
     return _bars(list(results), [100 * f["utilisation"] for f in results.values()],
-                 f"{limits['workers']} workers, one API limit of {limits['api']['rate']:g} requests/s",
-                 "utilisation of the API's rate, % (429s beside)",
+                 f"% of the API's {limits['api']['rate']:g} requests/s used ({limits['workers']} workers)",
                  [f"{f['utilisation']:.0%}, {f['429s']} 429s" for f in results.values()])
 
 
 def plot_cost(cost: dict) -> Figure:
     results = cost["results"]
     per = [1000 * f["per_done"] / 1e6 if f["per_done"] else 0.0 for f in results.values()]
-    return _bars(list(results), per, "What a station costs, by the API's own bill", "$ per 1,000 stations done",
-                 [f"${p:.2f} ({f['done']} of {f['stations']} done)" for p, f in zip(per, results.values())])
+    return _bars(list(results), per, "$ per 1,000 stations done, by the API's own bill",
+                 [f"${p:.2f} ({f['done']} of {f['stations']} done)" for p, f in zip(per, results.values())],
+                 height=2.7)
 
 
-def draw_plots() -> list[str]:
-    drawn = {"periodic.svg": plot_periodic(load("loop")), "loop.svg": plot_loop(load("loop")),
-             "limits.svg": plot_limits(load("limits")), "cost.svg": plot_cost(load("cost"))}
-    for file, figure in drawn.items():
-        figure.savefig(OUT / file)
-    return list(drawn)
+def plot_done_over_time(capstone: dict) -> Figure:
+    """Stations stored against seconds, one line per pipeline; the legend beside the axes, off the lines."""
+    figure = Figure(figsize=(11, 3.4), layout="constrained")
+    ax = figure.subplots()
+    sides = capstone["side_by_side"]
+    for (name, f), colour in zip(sides.items(), ["#e8590c", "#2f9e44"]):
+        seconds, done = zip(*f["timeline"])
+        ax.step(seconds, done, where="post", color=colour, linewidth=2.5,
+                label=f"{name}:\n{f['done']} of {f['stations']} in {f['seconds']:.1f} s")
+    ax.axhline(max(f["stations"] for f in sides.values()), color="grey", linewidth=1, linestyle=":")
+    ax.set(xlabel="seconds since the first API request", ylabel="stations done", ylim=(0, None))
+    ax.spines[["top", "right"]].set_visible(False)
+    figure.legend(loc="outside right center", frameon=False)
+    return figure
+
+
+def plot_scale_out(capstone: dict) -> Figure:
+    """Stations/s against worker processes: at the API's limit, and unthrottled."""
+    rows, rate = capstone["scale_out"]["rows"], capstone["scale_out"]["limited"]["rate"]
+    figure = Figure(figsize=(11, 2.9), layout="constrained")
+    ax = figure.subplots()
+    counts = [row["workers"] for row in rows]
+    ax.plot(counts, [row["limited"]["stations/s"] for row in rows], marker="o", linewidth=2.5, color="#5b8def",
+            label=f"at the API's limit\n({rate:g} requests/s)")
+    ax.plot(counts, [row["unthrottled"]["stations/s"] for row in rows], marker="s", linewidth=2.5, color="#2f9e44",
+            label="unthrottled")
+    ax.set(xlabel="worker processes", ylabel="stations/s", xticks=counts, ylim=(0, None))
+    ax.spines[["top", "right"]].set_visible(False)
+    figure.legend(loc="outside right center", frameon=False)
+    return figure
+
+
+def record_text(figure: Figure) -> dict:
+    """The figure's width and its smallest text, for `make slides-check` to size it as shown on the slide."""
+    texts = [t for t in figure.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    least = min(texts, key=lambda t: t.get_fontsize())
+    return {"width_pt": round(figure.get_figwidth() * 72, 1), "smallest_pt": round(least.get_fontsize(), 1),
+            "smallest": least.get_text()}
+
+
+def draw_plots() -> dict[str, dict]:
+    """Every plot the deck shows, as SVG: {file: its text record}."""
+    with rc_context(SLIDE_STYLE):
+        loop, capstone = load("loop"), load("capstone")
+        drawn = {"periodic.svg": plot_periodic(loop), "loop.svg": plot_loop(loop),
+                 "limits.svg": plot_limits(load("limits")), "cost.svg": plot_cost(load("cost")),
+                 "done_over_time.svg": plot_done_over_time(capstone), "scale_out.svg": plot_scale_out(capstone)}
+        for file, figure in drawn.items():
+            figure.savefig(OUT / file, metadata={"Date": None})   # no date: a replot of the same JSON is the same file
+    return {file: record_text(figure) for file, figure in drawn.items()}
 
 
 # ------------------------------------------------------------------ values the deck quotes
@@ -210,8 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(BENCHMARKS),
                         help=f"benchmarks to run again, comma-separated (default all: {','.join(BENCHMARKS)}); "
                              "the others' files are kept")
+    parser.add_argument("--replot", action="store_true",
+                        help="run no benchmark: draw the plots and values.json again from the JSON in slides/figures/")
     args = parser.parse_args(argv)
-    names = [name for name in args.only.split(",") if name]
+    names = [] if args.replot else [name for name in args.only.split(",") if name]
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"no benchmark {', '.join(unknown)}; pick from {', '.join(BENCHMARKS)}")
@@ -225,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise SystemExit(f"figures: no figures yet from {', '.join(missing)}; run `make figures` once without --only")
     plotted = draw_plots()
-    made["plots"] = {"command": "python slides/figures.py (from the JSON above)", "files": plotted}
-    made["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "tree": tree}
+    made["plots"] = {"command": "python slides/figures.py (from the JSON above)", "files": list(plotted),
+                     "text": plotted}
+    if names:   # --replot measured nothing: the machine that did stays on record
+        made["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "tree": tree}
     made_file.write_text(json.dumps(made, indent=1) + "\n")
     (OUT / "values.json").write_text(json.dumps(values(), indent=1, sort_keys=True) + "\n")
     print(f"\nfigures: {len(plotted)} plots and values.json in {OUT.relative_to(ROOT)} "

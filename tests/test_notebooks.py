@@ -141,7 +141,8 @@ def test_the_saved_form_is_the_same_whatever_ids_a_run_drew():
 
 def test_the_saved_form_shows_the_bar_at_its_end_without_timing_or_kernel_version():
     nb = notebooks.normalise(widget_run(["a", "b", "c", "d", "e"]), "ch09_x")
-    assert nb.cells[0].outputs[0]["data"]["text/plain"] == "fetch:  92%|█████████▏| 55/60 [00:17<00:01, failed=0]"
+    assert nb.cells[0].outputs[0]["data"]["text/plain"] == \
+        "fetch:  92%|█████████▏| 55/60 [00:17<00:01, failed=0]  (red: stopped at 55 of 60)"   # its colour, in words
     assert [(o["name"], o["text"]) for o in nb.cells[0].outputs[1:]] == [
         ("stdout", "one line\n"), ("stderr", "a log\n"), ("stdout", "two\n")]
     assert "execution" not in nb.cells[0].metadata
@@ -151,8 +152,11 @@ def test_the_saved_form_shows_the_bar_at_its_end_without_timing_or_kernel_versio
 
 
 def test_a_full_bar_and_an_empty_one():
-    full = notebooks.normalise(widget_run(["a", "b", "c", "d", "e"], value=60.0), "ch09_x")
+    full = widget_run(["a", "b", "c", "d", "e"], value=60.0)
+    full.metadata.widgets[notebooks.WIDGET_STATE]["state"]["c"]["state"]["bar_style"] = "success"
+    full = notebooks.normalise(full, "ch09_x")
     assert "|██████████|" in full.cells[0].outputs[0]["data"]["text/plain"]
+    assert full.cells[0].outputs[0]["data"]["text/plain"].endswith("(green: reached 60 of 60)")
     empty = notebooks.normalise(widget_run(["a", "b", "c", "d", "e"], value=0.0, total=0.0), "ch09_x")
     assert "|          |" in empty.cells[0].outputs[0]["data"]["text/plain"]
 

@@ -9,11 +9,18 @@ Redis for all of them) and writes it back in a form that only changes where the
 outputs change:
 
 - no execution timing, no kernel's Python version in the metadata;
+- in exactly the form JupyterLab saves it, so opening a notebook and Lab's autosave change nothing
+  git sees: the kernelspec's display name as the installed kernel gives it ("Python 3 (ipykernel)"),
+  whole numbers written as JavaScript writes them (60, not 60.0), nbformat's indent and key order. The
+  one field Lab adds that is not committed is the kernel's Python version (it differs between
+  laptops): `lab_pre_save`, the Jupyter server's pre-save hook this package installs
+  (<prefix>/etc/jupyter/jupyter_server_config.json), leaves it out of every notebook saved;
 - consecutive stream outputs of one name in one output (what a reader sees);
 - progress bars (tqdm's ipywidgets) saved with their widget state, under model
   ids numbered in the order they appear (not fresh random ones every run), and
   with a text fallback that shows the bar's end state (the one tqdm leaves is
-  its first frame, 0%), for viewers without widgets, such as GitHub's.
+  its first frame, 0%) and says its colour in words ("red: stopped at 55 of 60"),
+  for viewers without widgets, such as GitHub's, and Lab before the notebook is run.
 
 `shape` is what a fresh run must keep of a committed notebook (tests/test_notebooks.py
 compares them): the cells and their types, and per code cell the kinds of its
@@ -36,7 +43,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 CELL_TIMEOUT = 240          # s: the longest a single cell may run before the run fails
 KERNEL = "python3"
-KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": KERNEL}
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": KERNEL}   # ipykernel's, as Lab saves it
 LANGUAGE_INFO = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
                  "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
                  "pygments_lexer": "ipython3"}   # what the kernel reports, without its Python version
@@ -118,7 +125,28 @@ def normalise(nb, name: str):
             cell.outputs = coalesced(cell.outputs)
     if widgets and widgets.get("state"):
         nb.metadata["widgets"] = {WIDGET_STATE: renumbered(nb, widgets, name)}
-    return nb
+    return nbformat.from_dict(js_numbers(nb))
+
+
+def js_numbers(value):
+    """`value` with every whole float as an int: Lab saves through JavaScript, where 60.0 is written 60."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [js_numbers(item) for item in value]
+    if isinstance(value, dict):
+        return {key: js_numbers(item) for key, item in value.items()}
+    return value
+
+
+def lab_pre_save(model: dict, **_) -> None:
+    """The Jupyter server's pre-save hook: a notebook is saved without the kernel's Python version.
+
+    Lab writes the running kernel's `language_info.version` into a notebook it opens, then autosaves;
+    the committed notebooks hold none (it differs from laptop to laptop), so without it the file on
+    disk stays byte for byte as committed."""
+    if model.get("type") == "notebook" and isinstance(model.get("content"), dict):
+        model["content"].get("metadata", {}).get("language_info", {}).pop("version", None)
 
 
 def coalesced(outputs: list) -> list:
@@ -204,7 +232,11 @@ def progress_text(state: dict, model_id: str) -> str | None:
     full = int(cells)
     partial = " ▏▎▍▌▋▊▉"[int((cells - full) * 8)] if full < 10 else ""
     drawn = ("█" * full + partial).ljust(10)
-    return f"{text(left.get('value'))}|{drawn}|{text(right.get('value'))}"
+    line = f"{text(left.get('value'))}|{drawn}|{text(right.get('value'))}"
+    # The colour is what a reader is told to look at ("the bar turns red"): without widgets, say it.
+    said = {"danger": f"red: stopped at {bar.get('value') or 0:g} of {top:g}",
+            "success": f"green: reached {top:g} of {top:g}"}.get(bar.get("bar_style") or "")
+    return f"{line}  ({said})" if said else line
 
 
 def problems(nb, name: str) -> list[str]:
@@ -215,8 +247,8 @@ def problems(nb, name: str) -> list[str]:
     if counts != list(range(1, len(code) + 1)):
         found.append(f"its code cells are not saved from one run top to bottom (execution counts {counts})")
     if nbformat.writes(normalise(nb, name)) != nbformat.writes(nb):
-        found.append("its metadata or outputs are not in the saved form (timing, kernel version, "
-                     "widget ids or split streams)")
+        found.append("its metadata or outputs are not in the saved form (timing, kernel version, widget ids, "
+                     "split streams, or a kernelspec or numbers not as JupyterLab writes them)")
     return found
 
 
