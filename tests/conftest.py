@@ -31,13 +31,6 @@ from workshop.workers import BeatProcess, EmbeddedWorker, WorkerProcesses
 
 
 
-def pytest_addoption(parser):
-    parser.addoption("--target", choices=target.TREES, default=None,
-                     help="which tree the chapter tests import (default: WORKSHOP_TARGET or solutions)")
-    parser.addoption("--exercise", metavar="N.M", default=None,
-                     help="run only exercise N.M's own tests (marked @pytest.mark.exercise('N.M')): its verdict")
-
-
 def pytest_configure(config):
     try:
         chosen = config.getoption("--target") or settings_mod.load().workshop_target
