@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 
-.PHONY: venv demo test check lab check-env exercises catch-up check-exercises notebooks bench-feedback bench-api bench-loop bench-limits bench-scale bench-cost bench-capstone up offline-kit figures slides slides-check
+.PHONY: venv demo test check lab check-env exercises catch-up check-exercises notebooks bench-feedback bench-api bench-loop bench-limits bench-scale bench-cost bench-capstone test-faults up offline-kit figures slides slides-check
 
 # WORKSHOP_OFFLINE_KIT=/path/to/kit (a folder `make offline-kit` wrote): install from its wheels only, no network.
 KIT_PIP := $(if $(WORKSHOP_OFFLINE_KIT),--no-index --find-links "$(WORKSHOP_OFFLINE_KIT)/wheels")
@@ -33,6 +33,13 @@ test: venv            ## the whole test suite against the solutions
 check: venv           ## EX=N.M: run exercise N.M's own tests on your code (chapters/), e.g. make check EX=5.3
 	@test -n "$(EX)" || { echo "make check: say which exercise, e.g. make check EX=5.3 (ids: grep -rn 'exercise [0-9]' chapters)"; exit 2; }
 	$(BIN)/python -m pytest --exercise $(EX) --target $(or $(TARGET),chapters) -q $(PYTEST_ARGS)
+
+# Chapters 2-5's tests again, the pipeline's client losing a seeded share of Redis replies (workshop/redis_faults.py):
+# each such command runs twice. These modules send every script and counted write; the summary says how many faults.
+REDIS_FAULTS ?= lost-reply:0.05,seed:7
+FAULT_TESTS  ?= tests/test_ch02_segmented.py tests/test_ch03_signals.py tests/test_ch04_rate_limits.py tests/test_ch05_reporting.py
+test-faults: venv     ## chapters 2-5's tests with lost Redis replies (REDIS_FAULTS=lost-reply:0.05,seed:7): every write safe twice
+	REDIS_FAULTS=$(REDIS_FAULTS) $(BIN)/python -m pytest $(FAULT_TESTS) $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 lab: venv             ## JupyterLab on the chapters; LAB_ARGS="--port 8899 --IdentityProvider.token=..." for more
 	$(BIN)/jupyter lab --notebook-dir chapters $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)

@@ -17,13 +17,15 @@
 """
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import re
 
 import pytest
+import redis as redis_py
 
-from workshop import catch_up, exercises as exercises_mod, settings as settings_mod, target
+from workshop import catch_up, exercises as exercises_mod, redis_faults, settings as settings_mod, target
 from workshop.api import ApiConfig, ApiServer
 from workshop.celery_app import use_redis
 from workshop.redis_provider import NoRedisError, provide_redis
@@ -132,13 +134,36 @@ def pytest_report_header(config):
 
 
 _redis_description: list[str] = []
+# Under REDIS_FAULTS: the replies the pipeline's client lost on purpose, by command, over the session. Every
+# process counts them in the session's Redis (workshop/redis_faults.py); moved here before each flush.
+_faults_injected: collections.Counter = collections.Counter()
+_session_redis: list = []   # the session's Redis client while it runs
+
+
+def _collect_faults() -> None:
+    if not os.environ.get("REDIS_FAULTS") or not _session_redis:
+        return
+    try:
+        with _session_redis[0].pipeline() as taking:
+            counts, _ = taking.hgetall(redis_faults.INJECTED).delete(redis_faults.INJECTED).execute()
+    except redis_py.RedisError:   # a test stopped or restarted it: its counts are gone, the test's outcome stands
+        return
+    _faults_injected.update({name: int(count) for name, count in counts.items()})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    yield
+    _collect_faults()   # after the test's fixtures, module-scoped workers included, have stopped
 
 
 def pytest_sessionfinish(session):
     # Under pytest-xdist (`make test` runs two workers) each worker has a Redis of its own: it tells the
-    # controller which, so that the summary still says where the tests ran.
+    # controller which, so that the summary still says where the tests ran (and, under REDIS_FAULTS, how many
+    # replies were lost on purpose).
     if hasattr(session.config, "workeroutput"):
         session.config.workeroutput["redis"] = list(_redis_description)
+        session.config.workeroutput["redis_faults"] = dict(_faults_injected)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -146,11 +171,17 @@ def pytest_testnodedown(node, error):
     for line in getattr(node, "workeroutput", {}).get("redis", []):
         if line not in _redis_description:
             _redis_description.append(line)
+    _faults_injected.update(getattr(node, "workeroutput", {}).get("redis_faults", {}))
 
 
 def pytest_terminal_summary(terminalreporter):
     for line in _redis_description:
         terminalreporter.write_line(line)
+    if os.environ.get("REDIS_FAULTS"):
+        counts = ", ".join(f"{name} {count}" for name, count in _faults_injected.most_common())
+        terminalreporter.write_line(
+            f"REDIS_FAULTS={os.environ['REDIS_FAULTS']}: {sum(_faults_injected.values())} replies lost on purpose "
+            f"(each of those requests ran twice), by command: {counts or 'none'}")
 
 
 @pytest.fixture(scope="session")
@@ -162,7 +193,10 @@ def redis_server():
         pytest.exit(str(error), returncode=3)
     _redis_description.append(provided.describe())
     use_redis(provided.url)
+    _session_redis.append(provided.client())
     yield provided
+    _collect_faults()
+    _session_redis.pop().close()
     provided.stop()
 
 
@@ -170,6 +204,7 @@ def redis_server():
 def redis(redis_server):
     """A client (str responses) on an empty Redis."""
     client = redis_server.client()
+    _collect_faults()
     client.flushdb()
     yield client
     client.close()

@@ -15,7 +15,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from . import settings as settings_mod
+from . import redis_faults, settings as settings_mod
 from .redis_provider import NoRedisError
 
 
@@ -61,8 +61,11 @@ def _client(url: str) -> redis.Redis:
 
     The trade-off: a failure after the command was sent but before its reply (the
     connection dropped, a read timed out) is ambiguous, and the retry may run the
-    command a second time. The pipeline's counted writes are idempotent, keyed by a
-    delivery id, for that reason; a plain SET, SADD, SREM or ZADD done twice is harmless.
+    command a second time. So every write and script must be safe twice: a plain SET,
+    SADD, SREM or ZADD done twice is harmless; a counted write must carry an id it
+    records (start_attempt's delivery mark). REDIS_FAULTS (workshop/redis_faults.py)
+    makes this client lose a seeded share of replies on purpose, so the second run
+    really happens: `make test-faults` runs the chapters' tests under it.
     """
     return redis.Redis.from_url(
         url, decode_responses=True,
@@ -72,6 +75,7 @@ def _client(url: str) -> redis.Redis:
         # Redundant with the Retry's list, said for the reader; not retry_on_timeout, which
         # Redis() deprecates since redis-py 6.
         retry_on_error=list(RETRY_ON),
+        **redis_faults.pool_options(url),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass, fields
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 
 class SettingsError(ValueError):
@@ -96,6 +96,36 @@ def _kinds(raw: str) -> tuple[str, ...]:
     return kinds
 
 
+class RedisFaults(NamedTuple):
+    """REDIS_FAULTS parsed: the share of the pipeline client's commands whose reply is lost, and the seed."""
+
+    lost_reply: float
+    seed: int
+
+
+REDIS_FAULTS_FORM = "lost-reply:<share from 0 to 1>,seed:<whole number>, e.g. lost-reply:0.05,seed:7"
+
+
+def _redis_faults(raw: str) -> RedisFaults | None:
+    if not raw.strip():
+        return None
+    items = {}
+    for item in raw.split(","):
+        name, colon, value = item.strip().partition(":")
+        if not colon or name not in ("lost-reply", "seed") or name in items:
+            raise ValueError(REDIS_FAULTS_FORM)
+        items[name] = value
+    if set(items) != {"lost-reply", "seed"}:
+        raise ValueError(REDIS_FAULTS_FORM)
+    try:
+        faults = RedisFaults(float(items["lost-reply"]), int(items["seed"]))
+    except ValueError:
+        raise ValueError(REDIS_FAULTS_FORM) from None
+    if not 0.0 <= faults.lost_reply <= 1.0 or faults.seed < 0:
+        raise ValueError(REDIS_FAULTS_FORM)
+    return faults
+
+
 @dataclass(frozen=True)
 class Settings:
     """The workshop's configuration. Field NAME is read from the variable NAME in upper case."""
@@ -103,6 +133,9 @@ class Settings:
     # Redis: REDIS_URL wins; otherwise a container of REDIS_IMAGE; otherwise redis-server on PATH.
     redis_url: str | None = None
     redis_image: str = "redis:7-alpine"
+    # Off unless set: the pipeline's client loses a seeded share of replies, so redis-py sends those
+    # commands again (workshop/redis_faults.py; `make test-faults`).
+    redis_faults: RedisFaults | None = None
     # The fake Stations API, as a server (api_*) and as the pipelines see it (api_url, api_key).
     api_host: str = "127.0.0.1"
     api_port: int = 8700
@@ -148,6 +181,7 @@ class Settings:
 _PARSERS: dict[str, Callable[[str], object]] = {
     "redis_url": _optional_url("redis", "rediss", "unix"),
     "redis_image": _text,
+    "redis_faults": _redis_faults,
     "api_host": _text,
     "api_port": _int(1, 65535),
     "api_url": _optional_url("http", "https"),
