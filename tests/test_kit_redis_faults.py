@@ -112,3 +112,16 @@ def test_a_bad_value_stops_with_one_sentence(faults, value):
     assert str(raised.value) == (
         f"REDIS_FAULTS={value!r} is not valid: expected lost-reply:<share from 0 to 1>,seed:<whole number>, "
         "e.g. lost-reply:0.05,seed:7; set it to such a value or unset it.")
+
+
+def test_the_kits_once_writes_write_once_when_sent_twice(faults, redis):
+    from workshop import lua, progress
+    client = faults("lost-reply:1.0,seed:7")
+    progress.start(redis, "progress:x", 10)
+    progress.advance(client, "progress:x", done=3, failed=1)
+    assert progress.counters(redis, "progress:x") == {"total": 10, "done": 3, "failed": 1}
+    assert lua.append_once(client, "log", {"a": 1}, 100) is not None
+    lua.push_once(client, "list", ["x", "y"], keep=3)
+    lua.push_once(client, "list", ["z"], keep=3)
+    assert redis.xlen("log") == 1 and redis.lrange("list", 0, -1) == ["x", "y", "z"]
+    assert redis_faults.injected(redis).get("EVALSHA", 0) >= 4, "every one of them was sent twice"

@@ -15,7 +15,8 @@ lost reply: that is the script's own business (see each one's "safe twice").
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Sequence
+import uuid
+from typing import Callable, Mapping, Sequence
 
 import redis
 from redis.exceptions import NoScriptError
@@ -71,3 +72,37 @@ local answer = body()
 redis.call('SET', KEYS[#KEYS], cjson.encode({{answer}}), 'EX', {ANSWER_TTL})
 return answer
 """
+
+
+def call_mark(key: str) -> str:
+    """A key of its own for one call that writes `key`, in the same Redis Cluster slot: a script takes it
+    (SET NX) before its write, so that the same call sent twice writes once. One per call: a new id each time."""
+    mark = f"once:{uuid.uuid4().hex}"
+    return f"{key}:{mark}" if "{" in key else f"{{{key}}}:{mark}"   # an untagged key: itself as the tag
+
+
+# KEYS[1] a stream, KEYS[2] the call's mark; ARGV[1] the stream's approximate length cap, then field, value, ...
+_APPEND = Script(f"""
+if not redis.call('SET', KEYS[2], 1, 'NX', 'EX', {ANSWER_TTL}) then return false end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 2))
+""")
+
+# KEYS[1] a list, KEYS[2] the call's mark; ARGV[1] how many to keep (the newest), then the items.
+_PUSH = Script(f"""
+if not redis.call('SET', KEYS[2], 1, 'NX', 'EX', {ANSWER_TTL}) then return 0 end
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
+return 1
+""")
+
+
+def append_once(r: redis.Redis, stream: str, fields: Mapping, maxlen: int) -> str | None:
+    """XADD `fields` to `stream` (capped at about `maxlen`) once, even if redis-py sends it twice; the entry's
+    id, or None for a repeat. A log entry written twice would be a batch that ran twice, which it did not."""
+    flat = [str(item) for pair in fields.items() for item in pair]
+    return _APPEND(r, keys=[stream, call_mark(stream)], args=[maxlen, *flat])
+
+
+def push_once(r: redis.Redis, key: str, items: Sequence, keep: int) -> None:
+    """RPUSH `items` to the list `key` once (keeping its newest `keep`), even if redis-py sends it twice."""
+    _PUSH(r, keys=[key, call_mark(key)], args=[keep, *items])

@@ -13,6 +13,8 @@ from typing import Callable
 import redis
 from tqdm.auto import tqdm
 
+from .lua import ANSWER_TTL, Script, call_mark
+
 FIELDS = ("total", "done", "failed")
 
 
@@ -24,13 +26,19 @@ def start(r: redis.Redis, key: str, total: int) -> None:
         p.execute()
 
 
+# KEYS[1] the counters, KEYS[2] this call's mark; ARGV done, failed. The mark makes a call sent twice count once.
+_ADVANCE = Script(f"""
+if not redis.call('SET', KEYS[2], 1, 'NX', 'EX', {ANSWER_TTL}) then return 0 end
+if ARGV[1] ~= '0' then redis.call('HINCRBY', KEYS[1], 'done', ARGV[1]) end
+if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[1], 'failed', ARGV[2]) end
+return 1
+""")
+
+
 def advance(r: redis.Redis, key: str, done: int = 0, failed: int = 0) -> None:
-    with r.pipeline() as p:
-        if done:
-            p.hincrby(key, "done", done)
-        if failed:
-            p.hincrby(key, "failed", failed)
-        p.execute()
+    """Count `done` and `failed` items more, once: redis-py may send the command twice (a lost reply)."""
+    if done or failed:
+        _ADVANCE(r, keys=[key, call_mark(key)], args=[done, failed])
 
 
 def counters(r: redis.Redis, key: str) -> dict[str, int]:

@@ -18,6 +18,7 @@ from celery import Task
 from celery.signals import task_failure
 
 from workshop.celery_app import redis_client
+from workshop.lua import append_once
 
 ERRORS = "ch03:errors"
 MAXLEN = 100_000
@@ -31,8 +32,8 @@ def connect(*batch_tasks: Task, stream: str = ERRORS) -> None:
 
 def _on_failure(sender: Task, task_id: str, exception: BaseException, args=(), stream: str = ERRORS, **_) -> None:
     """task_failure's receiver: Celery passes the task object as `sender` and the failure as keywords."""
-    # exercise 3.2: append ONE entry to `stream` per failed batch task, with the fields `entries` reads back (task: the task's short name, task_id, day, batch as JSON, exception as "Type: message" within 500 characters, at: epoch seconds); keep the stream near MAXLEN entries
-    raise NotImplementedError('exercise 3.2: append ONE entry to `stream` per failed batch task, with the fields `entries` reads back (task: the task\'s short name, task_id, day, batch as JSON, exception as "Type: message" within 500 characters, at: epoch seconds); keep the stream near MAXLEN entries')
+    # exercise 3.2: append ONE entry to `stream` per failed batch task, with the fields `entries` reads back (task: the task's short name, task_id, day, batch as JSON, exception as "Type: message" within 500 characters, at: epoch seconds); keep the stream near MAXLEN entries, and one entry even if redis-py sends the write twice (workshop.lua.append_once)
+    raise NotImplementedError('exercise 3.2: append ONE entry to `stream` per failed batch task, with the fields `entries` reads back (task: the task\'s short name, task_id, day, batch as JSON, exception as "Type: message" within 500 characters, at: epoch seconds); keep the stream near MAXLEN entries, and one entry even if redis-py sends the write twice (workshop.lua.append_once)')
 
 
 def entries(r: redis.Redis, day: str | None = None, stream: str = ERRORS) -> list[dict]:

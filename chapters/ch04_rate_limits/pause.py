@@ -20,7 +20,7 @@ import time
 
 import redis
 
-from workshop.lua import Script
+from workshop.lua import Script, push_once
 
 from .keys import API, ApiKeys
 
@@ -54,10 +54,7 @@ def pause(r: redis.Redis, seconds: float, why: str = "", name: str = API) -> flo
     ms = max(1, int(seconds * 1000 + 0.999))   # round up: at least what was asked
     paused_ms = int(_PAUSE(r, keys=[k.pause, k.state, k.limit], args=[ms]))
     record = {"at": time.time(), "asked": seconds, "paused_for": paused_ms / 1000, "why": why}
-    with r.pipeline(transaction=False) as p:
-        p.rpush(k.pauses, json.dumps(record))
-        p.ltrim(k.pauses, -KEEP, -1)
-        p.execute()
+    push_once(r, k.pauses, [json.dumps(record)], KEEP)   # one record per pause, even if sent twice
     return paused_ms / 1000
 
 

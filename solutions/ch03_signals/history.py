@@ -22,6 +22,7 @@ from celery.signals import task_postrun, task_prerun
 
 from ch02_segmented import keys as segment_keys, stages
 from workshop.celery_app import redis_client
+from workshop.lua import append_once
 
 from . import loop
 
@@ -47,7 +48,7 @@ def _on_postrun(sender: Task, task_id: str, args=(), state: str | None = None, s
     request = sender.request
     headers = request.headers or {}
     batch = args[0] if args and isinstance(args[0], list) else []
-    redis_client().xadd(stream, {
+    append_once(redis_client(), stream, {
         "task": sender.name.rsplit(".", 1)[-1],
         "task_id": task_id,
         "parent_id": request.parent_id or "",
@@ -60,7 +61,7 @@ def _on_postrun(sender: Task, task_id: str, args=(), state: str | None = None, s
         "started": repr(_started.pop(task_id, finished)),
         "finished": repr(finished),
         "worker": f"{request.hostname}/{os.getpid()}",
-    }, maxlen=MAXLEN, approximate=True)
+    }, MAXLEN)   # once, even if redis-py sends it twice: two rows would be a batch that ran twice
 
 
 def entries(r: redis.Redis, day: str | None = None, stream: str = HISTORY) -> list[dict]:
