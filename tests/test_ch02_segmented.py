@@ -146,10 +146,11 @@ def test_fetch_alone_stores_each_pending_stations_readings_once(redis, fake_api,
     assert api.stats()["requests"] == stats["requests"], "nothing pending: no API call"
 
 
-@pytest.mark.exercise("2.1")
 @pytest.mark.parametrize("profile", [
-    pytest.param({"error_rate": 0.2, "malformed_rate": 0.2}, id="5xx-and-broken-bodies"),
-    pytest.param({"rate": 0.1, "burst": 1}, id="429-rate-limited"),
+    pytest.param({"error_rate": 0.2, "malformed_rate": 0.2}, id="5xx-and-broken-bodies",
+                 marks=pytest.mark.exercise("2.1")),
+    # The same path in fetch_batch (an HTTPError): the chapter's, to keep 2.1's verdict quick.
+    pytest.param({"rate": 0.1, "burst": 1}, id="429-rate-limited", marks=pytest.mark.exercises("2.1")),
 ])
 def test_a_failing_fetch_batch_leaves_its_stations_pending_and_the_next_run_completes_them(
         redis, fake_api, worker, k, profile):
