@@ -93,7 +93,7 @@ def assert_summaries_equal(got: dict[str, dict], expected: list[dict], what: str
     extra = sorted(set(got) - {e["station"] for e in expected})
     wrong = [e for e in expected if not answer_key.same_summary(got.get(e["station"], {}), e)]
     assert not extra and not wrong, f"{what} against the answer key: " + explain.summaries(
-        wrong + [got[s] for s in extra], [got[e["station"]] for e in wrong if e["station"] in got])
+        wrong, [got[e["station"]] for e in wrong if e["station"] in got] + [got[s] for s in extra])
 
 
 # ---------------------------------------------------------------- discover
