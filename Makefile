@@ -30,9 +30,11 @@ test: venv            ## the whole test suite against the solutions
 	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 # One exercise's own tests on your code (chapters/): its verdict in seconds. EX=5.3; TARGET=solutions for the key.
+# --opt=value, not --opt value: pytest reads the command line before tests/conftest.py adds these options,
+# and would take `chapters` (a folder) for the tests to run, and never load that conftest.
 check: venv           ## EX=N.M: run exercise N.M's own tests on your code (chapters/), e.g. make check EX=5.3
 	@test -n "$(EX)" || { echo "make check: say which exercise, e.g. make check EX=5.3 (ids: grep -rn 'exercise [0-9]' chapters)"; exit 2; }
-	$(BIN)/python -m pytest --exercise $(EX) --target $(or $(TARGET),chapters) -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --exercise=$(EX) --target=$(or $(TARGET),chapters) -q $(PYTEST_ARGS)
 
 # Chapters 2-5's tests again, the pipeline's client losing a seeded share of Redis replies (workshop/redis_faults.py):
 # each such command runs twice. These modules send every script and counted write; the summary says how many faults.

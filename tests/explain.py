@@ -71,3 +71,17 @@ def compared(left, right) -> str | None:
     if _is_findings(left) and _is_findings(right):
         return findings(right, left)
     return None
+
+
+def by_name(expected: Mapping[str, Mapping], got: Mapping[str, Mapping]) -> str:
+    """Rows keyed by a name (a worker, a queue): the ones missing, extra, or differing, field by field:
+    "w1@host: processed 7 expected, got 5"."""
+    lines = [f"{name}: missing" for name in sorted(set(expected) - set(got))]
+    lines += [f"{name}: not expected" for name in sorted(set(got) - set(expected))]
+    for name in sorted(set(expected) & set(got)):
+        wrong = [f"{field} {_value(expected[name].get(field))} expected, got {_value(got[name].get(field))}"
+                 for field in sorted(set(expected[name]) | set(got[name]))
+                 if expected[name].get(field) != got[name].get(field)]
+        if wrong:
+            lines.append(f"{name}: " + "; ".join(wrong))
+    return _few(lines)

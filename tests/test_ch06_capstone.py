@@ -5,11 +5,13 @@ pipeline and under chapter 5's. Scale-out has a module of its own (test_ch06_sca
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import pytest
 from celery import Celery
 from kombu import Connection
 
+import explain
 from workshop import stations as answer_key
 from workshop.api import ApiConfig
 from workshop.workers import WorkerProcesses
@@ -27,7 +29,7 @@ def sender(url: str) -> Celery:
 
 # ---------------------------------------------------------------- the pieces
 
-@pytest.mark.exercises("6.1")
+@pytest.mark.exercise("6.1")
 def test_stranded_lists_what_redis_holds_delivered_and_unacknowledged_oldest_first(redis, redis_server):
     ids = answer_key.station_ids(9)
     app = sender(redis_server.url)
@@ -42,10 +44,17 @@ def test_stranded_lists_what_redis_holds_delivered_and_unacknowledged_oldest_fir
         second = queue.get(timeout=5)
         messages = restart.stranded(redis)
         print(messages)
-        assert [m["stations"] for m in messages] == [ids[0:3], ids[3:6]], "oldest first, with their stations"
-        assert [m["id"] for m in messages] == [first.headers["id"], second.headers["id"]]
-        assert {m["task"] for m in messages} == {naive.TASK}
-        assert messages[0]["age"] > messages[1]["age"] + 0.2 and messages[1]["age"] >= 0
+        assert len(messages) == 2, f"two messages delivered and not acknowledged; stranded listed {len(messages)}"
+        assert [m["stations"] for m in messages] == [ids[0:3], ids[3:6]], \
+            f"oldest first, each with the stations of its args[0]: expected {[ids[0:3], ids[3:6]]}, " \
+            f"got {[m['stations'] for m in messages]}"
+        assert [m["id"] for m in messages] == [first.headers["id"], second.headers["id"]], \
+            "each message's id is the task id in its headers"
+        assert {m["task"] for m in messages} == {naive.TASK}, \
+            f"each message's task is the name in its headers ({naive.TASK}), got {[m['task'] for m in messages]}"
+        assert messages[0]["age"] > messages[1]["age"] + 0.2 and messages[1]["age"] >= 0, \
+            f"ages {[m['age'] for m in messages]}: seconds since delivery (now - its unacked_index score, " \
+            f"epoch seconds), the first delivered 0.3 s before the second"
         assert restart.stations_in(messages) == set(ids[:6])
         first.ack()
         assert [m["id"] for m in restart.stranded(redis)] == [second.headers["id"]], "acknowledged: gone"
@@ -54,7 +63,7 @@ def test_stranded_lists_what_redis_holds_delivered_and_unacknowledged_oldest_fir
     assert restart.stranded(redis) == []
 
 
-@pytest.mark.exercises("6.2")
+@pytest.mark.exercises("6.2")   # real workers and a real Flower: the chapter's check, not 6.2's verdict
 def test_flower_sees_every_worker_and_every_task_it_ran(redis, redis_server, fake_api, tmp_path):
     fake_api(rate=1000, burst=1000, error_rate=0.0, slow_rate=0.0, malformed_rate=0.0)
     ids = answer_key.station_ids(40)
@@ -78,6 +87,73 @@ def test_flower_sees_every_worker_and_every_task_it_ran(redis, redis_server, fak
     assert sum(row["processed"] for row in rows.values()) == 10, "each worker's own count, summed: every task"
     assert sum(row["succeeded"] for row in rows.values()) == 10, "Flower saw every task succeed (events)"
     assert all(row["succeeded"] == row["processed"] for row in rows.values())
+
+
+# What Flower 2.2 answered in that test, cut to what `summary` reads. /api/workers?refresh=1 (every worker)
+# holds stats, registered, conf, active_queues: `active` is there only when one worker is asked for
+# (?workername=); a worker that did not answer the stats broadcast in time has no "stats".
+WORKERS = {
+    "worker0@host": {"stats": {"total": {"ch06.naive.fetch_batch": 5, "workshop.selfcheck.fetch_batch": 1},
+                               "pool": {"max-concurrency": 2, "processes": [23701, 23702]}, "prefetch_count": 8},
+                     "registered": ["ch06.naive.fetch_batch"], "timestamp": 1796533942.57},
+    "worker1@host": {"stats": {"total": {"ch06.naive.fetch_batch": 3}, "pool": {"processes": [23767]}},
+                     "active": [{"id": "t9", "name": "ch06.naive.fetch_batch"}],
+                     "registered": ["ch06.naive.fetch_batch"], "timestamp": 1796533942.57},
+}
+TASKS = {f"t{i}": {"uuid": f"t{i}", "name": "ch06.naive.fetch_batch", "state": state, "worker": worker}
+         for i, (worker, state) in enumerate([("worker0@host", "SUCCESS")] * 4 + [("worker0@host", "FAILURE")]
+                                              + [("worker1@host", "SUCCESS")] * 2 + [("worker1@host", "FAILURE")]
+                                              + [("worker1@host", "STARTED"), ("worker1@host", "STARTED")])}
+SILENT = {"registered": ["ch06.naive.fetch_batch"], "timestamp": 1796533942.57}   # answered, but not `stats`
+
+
+def assert_summary(worker_view: dict, task_view: dict, expected: dict) -> None:
+    """watch.summary's rows equal `expected`; a failure names the worker and the field."""
+    lacking = {field: [name for name, view in sorted(worker_view.items()) if field not in view]
+               for field in ("stats", "active")}
+    try:
+        rows, raised = watch.summary(worker_view, task_view), None
+    except (KeyError, TypeError, AttributeError) as error:
+        rows, raised = None, f"{type(error).__name__}: {error}"
+    if raised:   # out of the except block: the sentence alone, not the library's traceback under it
+        pytest.fail(f"watch.summary raised {raised}; Flower's view of {', '.join(lacking['stats']) or 'no worker'} "
+                    f"has no 'stats' (it did not answer in time), of {', '.join(lacking['active']) or 'no worker'} "
+                    f"no 'active' (asked only per worker): count what is not there as empty")
+    assert rows == expected, f"watch.summary, worker by worker: {explain.by_name(expected, rows)}"
+
+
+@pytest.mark.exercise("6.2")
+def test_summary_is_one_row_per_worker_from_its_stats_and_the_tasks_flower_saw():
+    assert_summary(WORKERS, TASKS, {
+        "worker0@host": {"processes": 2, "processed": 6, "active": 0, "succeeded": 4, "failed": 1},
+        "worker1@host": {"processes": 1, "processed": 3, "active": 1, "succeeded": 2, "failed": 1}})
+    assert_summary(WORKERS, {}, {   # workers without events (-E): Flower saw no task, the counts still come
+        "worker0@host": {"processes": 2, "processed": 6, "active": 0, "succeeded": 0, "failed": 0},
+        "worker1@host": {"processes": 1, "processed": 3, "active": 1, "succeeded": 0, "failed": 0}})
+
+
+@pytest.mark.exercise("6.2")
+def test_a_worker_that_did_not_answer_in_time_is_a_row_of_zeros_not_an_error():
+    assert_summary({**WORKERS, "worker2@host": SILENT}, TASKS, {
+        "worker0@host": {"processes": 2, "processed": 6, "active": 0, "succeeded": 4, "failed": 1},
+        "worker1@host": {"processes": 1, "processed": 3, "active": 1, "succeeded": 2, "failed": 1},
+        "worker2@host": {"processes": 0, "processed": 0, "active": 0, "succeeded": 0, "failed": 0}})
+
+
+def test_a_summary_without_the_fallback_is_named_by_the_worker_that_did_not_answer(monkeypatch):
+    """The common first try of 6.2, view["stats"] read as if every worker answered: right on every answer
+    of the live tests, and the verdict names the worker that did not answer."""
+    def trusting(worker_view, task_view):
+        states = Counter((t["worker"], t["state"]) for t in task_view.values())
+        return {name: {"processes": len(view["stats"]["pool"]["processes"]),
+                       "processed": sum(view["stats"]["total"].values()), "active": len(view.get("active", [])),
+                       "succeeded": states[(name, "SUCCESS")], "failed": states[(name, "FAILURE")]}
+                for name, view in worker_view.items()}
+    monkeypatch.setattr(watch, "summary", trusting)
+    test_summary_is_one_row_per_worker_from_its_stats_and_the_tasks_flower_saw()   # every worker answered: right
+    with pytest.raises(pytest.fail.Exception) as failed:
+        test_a_worker_that_did_not_answer_in_time_is_a_row_of_zeros_not_an_error()
+    assert "raised KeyError: 'stats'; Flower's view of worker2@host has no 'stats'" in str(failed.value)
 
 
 def test_the_run_log_predicts_which_stations_the_periodic_pipeline_leaves_missing():

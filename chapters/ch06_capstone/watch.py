@@ -8,7 +8,8 @@ open without a login only because FLOWER_UNAUTHENTICATED_API is set and the port
 is bound to 127.0.0.1: anything more exposed needs `--basic-auth` or OAuth.
 
 - GET /api/workers?refresh=1 asks every worker (a broadcast: inspect stats,
-  active, reserved...), no events needed;
+  registered, conf, active_queues), no events needed; Flower asks for the task
+  lists (active, reserved...) only when one worker is named (&workername=...);
 - GET /api/tasks lists the tasks Flower has seen, from worker *events*: start the
   workers with `-E` (or broadcast `enable_events`), and Flower before the tasks.
 """
@@ -52,8 +53,8 @@ def tasks(url: str, timeout: float = 10.0) -> dict:
 def summary(worker_view: dict, task_view: dict) -> dict[str, dict]:
     """One row per worker: pool processes, tasks processed (the worker's own count), active now, and the
     tasks Flower saw succeed and fail on it (events)."""
-    # exercise 6.2: from Flower's /api/workers answer (worker -> {"stats": {"pool": {"processes": [...]}, "total": {task: n}}, "active": [...]}; a worker that did not answer in time lacks "stats" or "active": count them as empty) and /api/tasks answer (id -> {"worker", "state"}), one dict per worker /api/workers lists: processes, processed, active, succeeded, failed
-    raise NotImplementedError('exercise 6.2: from Flower\'s /api/workers answer (worker -> {"stats": {"pool": {"processes": [...]}, "total": {task: n}}, "active": [...]}; a worker that did not answer in time lacks "stats" or "active": count them as empty) and /api/tasks answer (id -> {"worker", "state"}), one dict per worker /api/workers lists: processes, processed, active, succeeded, failed')
+    # exercise 6.2: from Flower's /api/workers answer (worker -> {"stats": {"pool": {"processes": [...]}, "total": {task: n}}, "active": [...]}; "active" is there only when one worker was asked for, and a worker that did not answer in time lacks "stats": count what is not there as empty) and /api/tasks answer (id -> {"worker", "state"}), one dict per worker /api/workers lists: processes, processed, active, succeeded, failed
+    raise NotImplementedError('exercise 6.2: from Flower\'s /api/workers answer (worker -> {"stats": {"pool": {"processes": [...]}, "total": {task: n}}, "active": [...]}; "active" is there only when one worker was asked for, and a worker that did not answer in time lacks "stats": count what is not there as empty) and /api/tasks answer (id -> {"worker", "state"}), one dict per worker /api/workers lists: processes, processed, active, succeeded, failed')
 
 
 class Flower:
