@@ -83,13 +83,16 @@ def call_mark(key: str) -> str:
 
 # KEYS[1] a stream, KEYS[2] the call's mark; ARGV[1] the stream's approximate length cap, then field, value, ...
 _APPEND = Script(f"""
-if not redis.call('SET', KEYS[2], 1, 'NX', 'EX', {ANSWER_TTL}) then return false end
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 2))
+local said = redis.call('GET', KEYS[2])
+if said then return said end   -- this call, sent again: the entry it added
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 2))
+redis.call('SET', KEYS[2], id, 'EX', {ANSWER_TTL})
+return id
 """)
 
 # KEYS[1] a list, KEYS[2] the call's mark; ARGV[1] how many to keep (the newest), then the items.
 _PUSH = Script(f"""
-if not redis.call('SET', KEYS[2], 1, 'NX', 'EX', {ANSWER_TTL}) then return 0 end
+if not redis.call('SET', KEYS[2], 1, 'NX', 'EX', {ANSWER_TTL}) then return 1 end   -- pushed already
 redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
 return 1
@@ -98,7 +101,7 @@ return 1
 
 def append_once(r: redis.Redis, stream: str, fields: Mapping, maxlen: int) -> str | None:
     """XADD `fields` to `stream` (capped at about `maxlen`) once, even if redis-py sends it twice; the entry's
-    id, or None for a repeat. A log entry written twice would be a batch that ran twice, which it did not."""
+    id (a repeat answers the same). A log entry written twice would be a batch that ran twice, which it did not."""
     flat = [str(item) for pair in fields.items() for item in pair]
     return _APPEND(r, keys=[stream, call_mark(stream)], args=[maxlen, *flat])
 

@@ -28,7 +28,7 @@ def start(r: redis.Redis, key: str, total: int) -> None:
 
 # KEYS[1] the counters, KEYS[2] this call's mark; ARGV done, failed. The mark makes a call sent twice count once.
 _ADVANCE = Script(f"""
-if not redis.call('SET', KEYS[2], 1, 'NX', 'EX', {ANSWER_TTL}) then return 0 end
+if not redis.call('SET', KEYS[2], 1, 'NX', 'EX', {ANSWER_TTL}) then return 1 end   -- counted already
 if ARGV[1] ~= '0' then redis.call('HINCRBY', KEYS[1], 'done', ARGV[1]) end
 if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[1], 'failed', ARGV[2]) end
 return 1
