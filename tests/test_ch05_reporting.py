@@ -322,6 +322,7 @@ def test_a_budget_for_60_percent_stops_the_run_and_a_second_run_completes_the_da
     bill = api_day(api, day)["cost"]
     print(f"budget {budget_money:.4f}: billed {bill / prices.MICRO:.4f}; {pipeline.LOOP.status(r, day)}")
     assert bill <= prices.to_micro(budget_money), "the API's bill never exceeds the budget"
+    assert budget.state(r, first)["spent"] == bill, "what the run spent is what the API billed, to the micro"
     assert row["outcome"] == "budget spent"
     fetched = row["stations_fetched"]
     assert fetched == BATCH * (prices.to_micro(budget_money) // CALL), "as many calls as the budget pays for"
