@@ -30,7 +30,7 @@ test: venv            ## the whole test suite against the solutions
 # One exercise's own tests on your code (chapters/): its verdict in seconds. EX=5.3; TARGET=solutions for the key.
 check: venv           ## EX=N.M: run exercise N.M's own tests on your code (chapters/), e.g. make check EX=5.3
 	@test -n "$(EX)" || { echo "make check: say which exercise, e.g. make check EX=5.3 (ids: grep -rn 'exercise [0-9]' chapters)"; exit 2; }
-	$(BIN)/python -m pytest --exercise $(EX) --target $(or $(TARGET),chapters) -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --exercise=$(EX) --target=$(or $(TARGET),chapters) -q $(PYTEST_ARGS)
 
 lab: venv             ## JupyterLab on the chapters; LAB_ARGS="--port 8899 --IdentityProvider.token=..." for more
 	$(BIN)/jupyter lab --notebook-dir chapters $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
