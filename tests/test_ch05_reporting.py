@@ -485,7 +485,7 @@ def stack(redis_server, tmp_path_factory):
         patch.setenv("API_KEY", api.config.key)
         workers = WorkerProcesses(APP, 2, pool="prefork", concurrency=1, log_dir=str(tmp)).start()
         try:
-            yield {"api": api, "redis": client, "tmp": tmp, "workers": workers}
+            yield {"api": api, "redis": client, "tmp": tmp, "workers": workers, "profile": api.config.as_dict()}
         finally:
             workers.stop()
             api.stop()
@@ -498,10 +498,11 @@ _days = iter(f"2026-04-{d:02d}" for d in range(1, 29))
 @pytest.fixture
 def day(stack, monkeypatch):
     """A day of this test's own, a fresh SQLite file (CH02_DB here, the loop's `db` option for the
-    workers), the API's counts zeroed, the limit forgotten."""
+    workers), the API's counts zeroed and its profile the module's (a test's faults stay in that test), the
+    limit forgotten."""
     the_day = next(_days)
     monkeypatch.setenv("CH02_DB", str(stack["tmp"] / f"{the_day}.sqlite3"))
-    stack["api"].reset()
+    stack["api"].reset(**stack["profile"])
     ch04_pipeline.reset_limits(stack["redis"])
     return the_day
 
