@@ -57,7 +57,7 @@ def _chosen_exercise(config) -> str | None:
     chosen = config.getoption("--exercise")
     if chosen is None:
         return None
-    known = [e.id for e in exercises_mod.list_exercises(target.ROOT)]
+    known = list(dict.fromkeys(e.id for e in exercises_mod.list_exercises(target.ROOT)))   # parts: one id
     if chosen not in known:
         raise pytest.UsageError(f"--exercise {chosen}: there is no exercise {chosen}; pick one of "
                                 f"{', '.join(known)} (its id is in the comment `exercise N.M` in chapters/).")

@@ -85,3 +85,21 @@ def by_name(expected: Mapping[str, Mapping], got: Mapping[str, Mapping]) -> str:
         if wrong:
             lines.append(f"{name}: " + "; ".join(wrong))
     return _few(lines)
+
+
+def findings_per_hour(expected: Iterable[tuple], got: Iterable[tuple]) -> str:
+    """Like `findings`, but an hour that has a finding of another rule says so: "hour 14 of WX00003: 999.9 is
+    implausible, and was flagged as spike too" rather than calling an implausible value a clean reading."""
+    expected, got = Counter(expected), Counter(got)
+    rules = {}
+    for station, hour, rule, _ in expected:
+        rules.setdefault((station, hour), []).append(rule)
+    missed = [f"hour {hour} of {station}: {_value(value)} not flagged as {rule}"
+              for station, hour, rule, value in sorted((expected - got).elements(), key=str)]
+    false = []
+    for station, hour, rule, value in sorted((got - expected).elements(), key=str):
+        others = [r for r in rules.get((station, hour), []) if r != rule]
+        false.append(f"hour {hour} of {station}: {_value(value)} is {' and '.join(others)}, and was flagged as "
+                     f"{rule} too" if others else
+                     f"hour {hour} of {station}: {_value(value)} flagged as {rule}, but it is a clean reading")
+    return _few(missed + false)

@@ -106,6 +106,7 @@ def test_a_turn_sent_twice_in_a_stall_is_taken_once_and_said_taken(stalling):
     assert not lock.refresh(r, key, turns, "owner", "0", 0, "task-1-again", 60_000), "a second message: lost"
 
 
+@pytest.mark.exercises("5.1")
 def test_a_loops_end_sent_twice_in_a_stall_ends_it_and_closes_its_run_once(stalling):
     r = celery_app.redis_client()
     loop, k = pipeline.LOOP, pipeline.LOOP.keys(DAY)
@@ -143,6 +144,7 @@ def test_a_lease_sent_twice_in_a_stall_holds_exactly_the_stations_it_returned(st
 # ---------------------------------------------------------------- a run's life
 
 
+@pytest.mark.exercises("5.1", "5.2")
 def test_the_watchdog_after_a_budget_spent_end_opens_no_run_and_sends_nothing(redis):
     loop, k = pipeline.LOOP, pipeline.LOOP.keys(DAY)
     run = runs.open(redis, DAY, budget_micro=0)
@@ -162,6 +164,7 @@ def test_the_watchdog_after_a_budget_spent_end_opens_no_run_and_sends_nothing(re
     assert redis.zcard(for_day(DAY).pending) == 10, "the stations wait for the next kick"
 
 
+@pytest.mark.exercises("5.1")
 def test_the_end_closes_the_run_in_its_own_script_so_a_kick_right_after_opens_a_new_one(redis, monkeypatch):
     loop, k = pipeline.LOOP, pipeline.LOOP.keys(DAY)
     assert lock.acquire(redis, k.lock, "first", 60_000)

@@ -64,6 +64,21 @@ def test_catch_up_copies_the_earlier_solutions_keeps_the_attendees_files_and_lea
     assert catch_up.catch_up(root, 3, stamp="t2") == ([], None), "a second catch-up has nothing to do"
 
 
+def test_an_exercise_in_parts_is_named_once_with_every_file_still_a_stub(tmp_path):
+    for name, part in (("a.py", 1), ("b.py", 2)):
+        path = tmp_path / "solutions/ch01_periodic" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"def f{part}():\n    # >>> exercise 1.1, part {part} of 2: do part {part}\n    return 1\n"
+                        "    # <<<\n")
+    exercises.build(tmp_path)
+    stubs = catch_up.unfinished(tmp_path)
+    assert ids(stubs) == ["1.1", "1.1"], "a stub per part"
+    assert catch_up.not_done(stubs).startswith(
+        "This test checks exercise 1.1 in chapters/ch01_periodic/a.py and chapters/ch01_periodic/b.py, which is "
+        "still a stub: fill it in")
+    assert "(and 1 more" not in catch_up.refusal(stubs, 2), "one exercise, not two"
+
+
 def test_the_command_says_what_it_did_and_refuses_a_chapter_that_has_nothing_before_it(workshop_copy, capsys):
     root = str(workshop_copy)
     assert catch_up.main(["2", "--root", root]) == 0

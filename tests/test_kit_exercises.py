@@ -374,6 +374,50 @@ def test_duplicate_ids_across_files_name_both_places(tmp_path):
     assert not (tmp_path / "chapters").exists()                       # nothing half-written
 
 
+PART_ONE = "def f():\n    # >>> exercise 1.1, part 1 of 2: define it\n    return 1\n    # <<<\n"
+PART_TWO = "\ndef g():\n    # >>> exercise 1.1, part 2 of 2: send it\n    return 2\n    # <<<\n"
+
+
+def test_an_exercise_in_parts_has_a_stub_per_part_that_names_its_part(tmp_path, capsys):
+    write(tmp_path, "solutions/ch01_periodic/a.py", PART_ONE)
+    write(tmp_path, "solutions/ch01_periodic/b.py", PART_TWO)
+    build(tmp_path)
+    copy = (tmp_path / "chapters/ch01_periodic/b.py").read_text()
+    assert '    raise NotImplementedError("exercise 1.1, part 2 of 2: send it")\n' in copy
+    assert [(e.id, e.part, e.parts, e.path.name) for e in list_exercises(tmp_path)] == \
+        [("1.1", 1, 2, "a.py"), ("1.1", 2, 2, "b.py")]
+    assert main(["list", "--root", str(tmp_path)]) == 0
+    assert "1.1 (2/2)" in capsys.readouterr().out
+    assert main(["build", "--root", str(tmp_path)]) == 0
+    assert "1 exercise)" in capsys.readouterr().out, "one exercise, in two parts"
+
+
+@pytest.mark.parametrize("second, says", [
+    (PART_TWO.replace("part 2 of 2", "part 1 of 2"),
+     "solutions/ch01_periodic/b.py:3: exercise 1.1, part 1 of 2 is already used at solutions/ch01_periodic/a.py:2"),
+    (PART_TWO.replace("part 2 of 2", "part 2 of 3"),
+     "solutions/ch01_periodic/b.py:3: exercise 1.1, part 2 of 3 does not match exercise 1.1, part 1 of 2 at "
+     "solutions/ch01_periodic/a.py:2"),
+    (PART_TWO.replace(", part 2 of 2", ""),
+     "solutions/ch01_periodic/b.py:3: exercise 1.1 does not match exercise 1.1, part 1 of 2"),
+    ("X = 1\n", "solutions/ch01_periodic/a.py:2: exercise 1.1 has 2 parts but part 2 is marked nowhere"),
+])
+def test_the_parts_of_an_exercise_are_each_marked_once_and_counted_alike(tmp_path, second, says):
+    write(tmp_path, "solutions/ch01_periodic/a.py", PART_ONE)
+    write(tmp_path, "solutions/ch01_periodic/b.py", second)
+    with pytest.raises(ExerciseMarkerError) as caught:
+        build(tmp_path)
+    assert str(caught.value).startswith(says) and str(caught.value).endswith(".")
+    assert not (tmp_path / "chapters").exists()
+
+
+@pytest.mark.parametrize("marker", ["exercise 1.1, part 1 of 1: alone", "exercise 1.1, part 3 of 2: too far",
+                                    "exercise 1.1, part 0 of 2: from zero"])
+def test_a_part_is_counted_from_one_up_to_more_than_one(marker):
+    message = marker_error(f"def f():\n    # >>> {marker}\n    pass\n    # <<<\n")
+    assert message.startswith(f"{LABEL}:2: exercise 1.1 says part ") and "count from 1" in message
+
+
 def test_list_exercises_in_order_with_file_and_line(tmp_path):
     root = make_repo(tmp_path)
     exercises = list_exercises(root)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .exercises import CHAPTER_DIR, HEADER_PREFIX, _source_files, default_root
 
-STUB = re.compile(r"""raise NotImplementedError\(["']exercise (\d+\.\d+):""")
+STUB = re.compile(r"""raise NotImplementedError\(["']exercise (\d+\.\d+)(?:, part \d+ of \d+)?:""")
 BACKUP = ".backup"   # under chapters/, outside every chapter folder: build, check and the tests never look there
 
 
@@ -61,22 +61,33 @@ def unfinished(root: Path | None = None, before: int | None = None) -> list[Stub
     return sorted(found, key=lambda s: tuple(map(int, s.id.split("."))))
 
 
+def _ids(stubs: list[Stub]) -> list[str]:
+    """The exercises of these stubs, each once (an exercise in parts has a stub per part)."""
+    return list(dict.fromkeys(s.id for s in stubs))
+
+
+def _where(stubs: list[Stub], exercise: str) -> str:
+    """Where exercise `exercise` is still a stub: its file, or its files."""
+    paths = list(dict.fromkeys(str(s.path) for s in stubs if s.id == exercise))
+    return paths[0] if len(paths) == 1 else ", ".join(paths[:-1]) + " and " + paths[-1]
+
+
 def refusal(stubs: list[Stub], chapter: int) -> str:
     """One sentence: the earlier exercises left, and the command that copies their solutions."""
-    first = stubs[0]
-    more = f" (and {len(stubs) - 1} more: {', '.join(s.id for s in stubs[1:])})" if len(stubs) > 1 else ""
-    return (f"Chapter {chapter} builds on the chapters before it, and exercise {first.id} in {first.path} is not "
-            f"done yet{more}: finish it, or run `make catch-up CHAPTER={chapter}` (python -m workshop catch-up "
-            f"{chapter}) to copy in the solutions of chapters 1-{chapter - 1}; your files are kept in "
-            f"chapters/{BACKUP}/.")
+    first, others = stubs[0], _ids(stubs)[1:]
+    more = f" (and {len(others)} more: {', '.join(others)})" if others else ""
+    return (f"Chapter {chapter} builds on the chapters before it, and exercise {first.id} in "
+            f"{_where(stubs, first.id)} is not done yet{more}: finish it, or run `make catch-up CHAPTER={chapter}` "
+            f"(python -m workshop catch-up {chapter}) to copy in the solutions of chapters 1-{chapter - 1}; your "
+            f"files are kept in chapters/{BACKUP}/.")
 
 
 def not_done(stubs: list[Stub]) -> str:
     """One sentence for a test of the current chapter whose exercises are still stubs: which, and where."""
-    first = stubs[0]
-    more = f" (and {', '.join(s.id for s in stubs[1:])}, which it needs too)" if len(stubs) > 1 else ""
-    return (f"This test checks exercise {first.id} in {first.path}, which is still a stub{more}: fill it in "
-            f"(the chapter's README has hints), then run the tests again.")
+    first, others = stubs[0], _ids(stubs)[1:]
+    more = f" (and {', '.join(others)}, which it needs too)" if others else ""
+    return (f"This test checks exercise {first.id} in {_where(stubs, first.id)}, which is still a stub{more}: "
+            "fill it in (the chapter's README has hints), then run the tests again.")
 
 
 class EarlierChapterUnfinished(RuntimeError):
@@ -127,9 +138,11 @@ def check_done(root: Path, chapter: int) -> int:
     stubs = unfinished(root, before=chapter + 1)
     if not stubs:
         return 0
-    more = f" (and {len(stubs) - 1} more)" if len(stubs) > 1 else ""
-    print(f"catch-up: this measures your chapters 1-{chapter}, and exercise {stubs[0].id} in {stubs[0].path} is "
-          f"not done yet{more}: finish it, or measure the solutions (leave WORKSHOP_TARGET unset).")
+    others = _ids(stubs)[1:]
+    more = f" (and {len(others)} more)" if others else ""
+    print(f"catch-up: this measures your chapters 1-{chapter}, and exercise {stubs[0].id} in "
+          f"{_where(stubs, stubs[0].id)} is not done yet{more}: finish it, or measure the solutions "
+          "(leave WORKSHOP_TARGET unset).")
     return 1
 
 

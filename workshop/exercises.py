@@ -17,7 +17,9 @@ In the exercise copy the whole region, marker lines included, becomes::
         raise NotImplementedError("exercise 1.2: read the cursor, take the next `size` ids, move the cursor atomically")
 
 The id is chapter.number (exercise 1.2 lives in solutions/ch01_*), unique in the
-whole solutions tree; the hint is one line. Markers are read from real comments
+whole solutions tree; the hint is one line. An exercise whose idea takes a few
+places (define a signal, send it, connect to it) marks each as a part, all of
+them, each once: ``# >>> exercise 5.1, part 2 of 3: hint``; its stub says the same. Markers are read from real comments
 only (through tokenize), so a marker quoted inside a docstring is left alone.
 
 For every solutions/chNN_name/ folder, each *.py file becomes
@@ -52,9 +54,10 @@ CHAPTER_DIR = re.compile(r"ch(\d\d)_[a-z0-9_]+")
 _LOOKS_LIKE_CHAPTER = re.compile(r"(?i)ch\d")
 EXERCISE_ID = re.compile(r"(0|[1-9]\d*)\.([1-9]\d*)")
 _OPEN_MARK = re.compile(r"#\s*>>>")
-_OPEN_FORM = re.compile(r"#\s*>>>\s*exercise\s+(?P<id>[^\s:]+)\s*:(?P<hint>.*)")
+_OPEN_FORM = re.compile(r"#\s*>>>\s*exercise\s+(?P<id>[^\s:,]+)"
+                        r"(?:\s*,\s*part\s+(?P<part>\d+)\s+of\s+(?P<parts>\d+))?\s*:(?P<hint>.*)")
 _CLOSE_MARK = re.compile(r"#\s*<<<")
-_MARKER_FORM = '"# >>> exercise N.M: one-line hint"'
+_MARKER_FORM = '"# >>> exercise N.M: one-line hint" (or "# >>> exercise N.M, part 1 of 2: one-line hint")'
 
 # Lesson files that live only in chapters/; a copy from solutions/ would overwrite them.
 _NEVER_COPIED_AT_CHAPTER_TOP = {"README.md"}
@@ -71,12 +74,20 @@ class ExerciseMarkerError(ExercisesError):
 
 @dataclass(frozen=True)
 class Exercise:
-    """One marked region: its id ("1.2"), hint, solution file (relative to the root) and line."""
+    """One marked region: its id ("1.2"), hint, solution file (relative to the root) and line; for an exercise
+    in several places, which part of how many (0 of 0: the whole exercise)."""
 
     id: str
     hint: str
     path: Path
     line: int
+    part: int = 0
+    parts: int = 0
+
+    @property
+    def label(self) -> str:
+        """"exercise 1.2", or "exercise 5.1, part 2 of 3": what its stub and its errors call it."""
+        return f"exercise {self.id}" + (f", part {self.part} of {self.parts}" if self.parts else "")
 
     @property
     def chapter(self) -> int:
@@ -86,8 +97,8 @@ class Exercise:
     def number(self) -> int:
         return int(self.id.split(".")[1])
 
-    def sort_key(self) -> tuple[int, int, str, int]:
-        return (self.chapter, self.number, self.path.as_posix(), self.line)
+    def sort_key(self) -> tuple[int, int, int, str, int]:
+        return (self.chapter, self.number, self.part, self.path.as_posix(), self.line)
 
 
 # ---------------------------------------------------------------- one file
@@ -99,6 +110,12 @@ class _Marker:
     indent: str
     id: str = ""
     hint: str = ""
+    part: int = 0
+    parts: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"exercise {self.id}" + (f", part {self.part} of {self.parts}" if self.parts else "")
 
 
 def exercise_copy(source_text: str, path_label: str) -> str:
@@ -111,7 +128,7 @@ def _transform(source_text: str, path_label: str) -> tuple[str, list[Exercise]]:
     lines = text.split("\n")
     markers = _find_markers(text, path_label)
     regions = _pair_markers(markers, path_label)
-    exercises = [Exercise(o.id, o.hint, Path(path_label), o.line) for o, _ in regions]
+    exercises = [Exercise(o.id, o.hint, Path(path_label), o.line, o.part, o.parts) for o, _ in regions]
     _refuse_duplicates(exercises)
 
     body, origin = _replace_regions(lines, regions)
@@ -187,7 +204,12 @@ def _parse_open(comment: str, row: int, indent: str, label: str) -> _Marker:
             f"{label}:{row}: exercise {exercise_id} belongs to chapter {id_chapter} "
             f"but this file is in chapter {chapter}; number it {chapter}.{number} "
             "or move it to its chapter.")
-    return _Marker(True, row, indent, exercise_id, hint)
+    part, parts = int(form["part"] or 0), int(form["parts"] or 0)
+    if form["part"] is not None and not 1 <= part <= parts or parts == 1:
+        raise ExerciseMarkerError(
+            f"{label}:{row}: exercise {exercise_id} says part {part} of {parts}; parts count from 1 up to "
+            "their number, and an exercise in one place has no parts.")
+    return _Marker(True, row, indent, exercise_id, hint, part, parts)
 
 
 def _chapter_of(label: str) -> int | None:
@@ -239,14 +261,36 @@ def _describe_indent(indent: str) -> str:
 
 
 def _refuse_duplicates(exercises: list[Exercise]) -> None:
-    first_seen: dict[str, Exercise] = {}
+    """Each id (each part of an exercise in parts) once, and the parts of one exercise counted alike."""
+    first_seen: dict[tuple[str, int], Exercise] = {}
+    counted: dict[str, Exercise] = {}
     for exercise in exercises:
-        earlier = first_seen.setdefault(exercise.id, exercise)
+        earlier = first_seen.setdefault((exercise.id, exercise.part), exercise)
         if earlier is not exercise:
             raise ExerciseMarkerError(
-                f"{exercise.path.as_posix()}:{exercise.line}: exercise {exercise.id} is "
+                f"{exercise.path.as_posix()}:{exercise.line}: {exercise.label} is "
                 f"already used at {earlier.path.as_posix()}:{earlier.line}; "
                 "give this one a number of its own.")
+        other = counted.setdefault(exercise.id, exercise)
+        if other.parts != exercise.parts:
+            raise ExerciseMarkerError(
+                f"{exercise.path.as_posix()}:{exercise.line}: {exercise.label} does not match "
+                f"{other.label} at {other.path.as_posix()}:{other.line}; give every part of one exercise "
+                '"part K of N" with the same N, or give this one a number of its own.')
+
+
+def _refuse_missing_parts(exercises: list[Exercise]) -> None:
+    """An exercise in parts has all of them (part 1 to N), in the whole tree."""
+    parts: dict[str, list[Exercise]] = {}
+    for exercise in exercises:
+        if exercise.parts:
+            parts.setdefault(exercise.id, []).append(exercise)
+    for exercise_id, found in parts.items():
+        missing = sorted(set(range(1, found[0].parts + 1)) - {e.part for e in found})
+        if missing:
+            raise ExerciseMarkerError(
+                f"{found[0].path.as_posix()}:{found[0].line}: exercise {exercise_id} has {found[0].parts} parts "
+                f"but part {', '.join(map(str, missing))} is marked nowhere; mark it, or count the parts again.")
 
 
 def _replace_regions(lines: list[str], regions: list[tuple[_Marker, _Marker]]
@@ -268,7 +312,7 @@ def _replace_regions(lines: list[str], regions: list[tuple[_Marker, _Marker]]
 
 
 def _stub(opening: _Marker) -> list[str]:
-    message = f"exercise {opening.id}: {opening.hint}"
+    message = f"{opening.label}: {opening.hint}"
     return [f"{opening.indent}# {message}",
             f"{opening.indent}raise NotImplementedError({_string_literal(message)})"]
 
@@ -393,7 +437,9 @@ def _plan(root: Path) -> list[_Output]:
             relative = PurePosixPath(source.relative_to(root).as_posix())
             target = PurePosixPath("chapters", *relative.parts[1:])
             outputs.append(_output_for(source, relative, target))
-    _refuse_duplicates([e for output in outputs for e in output.exercises])
+    every = [e for output in outputs for e in output.exercises]
+    _refuse_duplicates(every)
+    _refuse_missing_parts(every)
     return outputs
 
 
@@ -551,13 +597,14 @@ def _run_list(root: Path) -> int:
     if not exercises:
         print("exercises: no exercises marked in solutions/ yet.")
     for exercise in exercises:
-        print(f"{exercise.id:<6} {exercise.path.as_posix()}:{exercise.line}  {exercise.hint}")
+        part = f" ({exercise.part}/{exercise.parts})" if exercise.parts else ""
+        print(f"{exercise.id + part:<6} {exercise.path.as_posix()}:{exercise.line}  {exercise.hint}")
     return 0
 
 
 def _counts(root: Path) -> str:
     outputs = _plan(root)
-    exercises = sum(len(o.exercises) for o in outputs)
+    exercises = len({e.id for o in outputs for e in o.exercises})
     return (f"{len(outputs)} file{'' if len(outputs) == 1 else 's'}, "
             f"{exercises} exercise{'' if exercises == 1 else 's'}")
 

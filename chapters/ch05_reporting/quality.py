@@ -41,10 +41,24 @@ def _in_plausible_range(field: str) -> pa.Check:
     return pa.Check.in_range(low, high, error="implausible")   # the error names the rule in a failure
 
 
+def _good_temperature(frame: pd.DataFrame) -> pd.Series:
+    """The temperature, NaN where it is outside what weather can do: such a value is no hour's neighbour."""
+    low, high = PLAUSIBLE["temperature_c"]
+    return frame["temperature_c"].where(frame["temperature_c"].between(low, high))
+
+
+def _neighbour(frame: pd.DataFrame, values: pd.Series, step: int) -> pd.Series:
+    """Each row's `values` at the hour `step` away (-1: the hour before, +1: after) in the same station's day;
+    NaN where that hour was not served (a gap: the row there is another hour, or another station)."""
+    by_station = frame["station"]
+    there = frame["hour"].groupby(by_station).shift(-step)
+    return values.groupby(by_station).shift(-step).where(there == frame["hour"] + step)
+
+
 def _not_a_spike(frame: pd.DataFrame) -> pd.Series:
     """True for every hour that is not a spike: compared with its neighbours of the same station."""
-    # exercise 5.3: False exactly for the hours whose temperature is more than SPIKE_C above both neighbouring hours, or more than SPIKE_C below both; a neighbour that is missing (gap), null or implausible makes the hour uncheckable (True); rows are sorted by station, hour
-    raise NotImplementedError("exercise 5.3: False exactly for the hours whose temperature is more than SPIKE_C above both neighbouring hours, or more than SPIKE_C below both; a neighbour that is missing (gap), null or implausible makes the hour uncheckable (True); rows are sorted by station, hour")
+    # exercise 5.3: False exactly for the hours whose temperature is more than SPIKE_C above both neighbouring hours, or more than SPIKE_C below both; a neighbour that is missing (a gap: see _neighbour), null or implausible (see _good_temperature) makes the hour uncheckable (True)
+    raise NotImplementedError("exercise 5.3: False exactly for the hours whose temperature is more than SPIKE_C above both neighbouring hours, or more than SPIKE_C below both; a neighbour that is missing (a gap: see _neighbour), null or implausible (see _good_temperature) makes the hour uncheckable (True)")
 
 
 SCHEMA = pa.DataFrameSchema(

@@ -39,10 +39,29 @@ def ours(rows: list[dict]) -> dict:
             "no_answer": sum(r["no_answer"] for r in rows), "answer_lost": sum(r.get("answer_lost") or 0 for r in rows)}
 
 
+# Why a figure differs, by cause: a finding carries both, the code for a program, the sentence for a reader.
+WHY = {
+    "no_stats": "the API publishes no statistics (no /_stats): nothing to reconcile against",
+    "no_answer": "{no_answer} calls got no answer: we kept what they reserved, the API billed what it served",
+    "price_list": ("the API billed more for the same calls than our price list says: check API_PRICE_REQUEST, "
+                   "API_PRICE_STATION and API_BILLED against its published terms"),
+    "answer_lost": ("{answer_lost} calls were reserved and never settled (their worker died): we count them as "
+                    "billed, answer lost; some may not have reached the API"),
+    "not_recorded": "the API counted calls we did not record: another client, or a run not reported yet",
+    "reset": "the API counted less than we recorded: it was reset or restarted since",
+}
+
+
+def finding(figure: str, recorded: dict, api: dict, cause: str) -> dict:
+    """One difference: {figure, ours, api, difference (ours - api), cause (a key of WHY), why (its sentence)}."""
+    return {"figure": figure, "ours": recorded[figure], "api": api[figure],
+            "difference": recorded[figure] - api[figure], "cause": cause, "why": WHY[cause].format(**recorded)}
+
+
 def differences(recorded: dict, api: dict | None) -> list[dict]:
-    """One finding per figure that differs: {figure, ours, api, difference, why}; [] when all agree."""
+    """One finding per figure that differs (see `finding`), with its likely cause; [] when all agree."""
     if api is None:
-        return [{"figure": "all", "ours": None, "api": None, "difference": None,
-                 "why": "the API publishes no statistics (no /_stats): nothing to reconcile against"}]
-    # exercise 5.4: a finding for each figure in FIGURES whose recorded and API values differ (difference = ours - api), with a `why`: calls without an answer explain a cost we kept above the bill; a bill above our cost for the same requests means our price list is not the API's terms; more on the API's side than ours means calls we did not record (another client, a run not reported yet); less means it was reset or restarted since
-    raise NotImplementedError("exercise 5.4: a finding for each figure in FIGURES whose recorded and API values differ (difference = ours - api), with a `why`: calls without an answer explain a cost we kept above the bill; a bill above our cost for the same requests means our price list is not the API's terms; more on the API's side than ours means calls we did not record (another client, a run not reported yet); less means it was reset or restarted since")
+        return [{"figure": "all", "ours": None, "api": None, "difference": None, "cause": "no_stats",
+                 "why": WHY["no_stats"]}]
+    # exercise 5.4: a finding(figure, recorded, api, cause) for each figure in FIGURES whose two values differ; its cause, the first that fits: "no_answer" (cost above the bill, and calls without an answer), "price_list" (cost below the bill for as many requests as the API counted), "answer_lost" (ours above, and calls whose answer was lost), "not_recorded" (any other figure where ours is below), "reset" (any other where ours is above)
+    raise NotImplementedError('exercise 5.4: a finding(figure, recorded, api, cause) for each figure in FIGURES whose two values differ; its cause, the first that fits: "no_answer" (cost above the bill, and calls without an answer), "price_list" (cost below the bill for as many requests as the API counted), "answer_lost" (ours above, and calls whose answer was lost), "not_recorded" (any other figure where ours is below), "reset" (any other where ours is above)')

@@ -1,5 +1,5 @@
 # Exercise copy of solutions/ch05_reporting/reporting.py, made by `python -m workshop exercises build`.
-# Nothing to fill in here; it is part of the chapter's code. Change the solution, not this copy.
+# Fill in each region marked "exercise N.M"; run this chapter's tests with --target chapters to check it.
 """The report pipeline: started by the loop's `run_finished` signal, never imported by the pipeline.
 
     loop ends a run ──run_finished──> on_run_finished ──SET NX──> report_run task
@@ -102,7 +102,11 @@ def sweep(**_) -> None:
             log.warning("reporting: run %s ended without a report: sent its report again", run)
 
 
-run_finished.connect(on_run_finished, sender=LOOP, weak=False, dispatch_uid="ch05:report")
+try:
+    # exercise 5.1, part 3 of 3: connect on_run_finished to run_finished, for the sends of this pipeline's loop (LOOP) only, and once however often this module is imported (dispatch_uid)
+    raise NotImplementedError("exercise 5.1, part 3 of 3: connect on_run_finished to run_finished, for the sends of this pipeline's loop (LOOP) only, and once however often this module is imported (dispatch_uid)")
+except NotImplementedError:   # not connected yet: the pipeline runs, unreported, and `make check EX=5.1` says so
+    pass
 task_postrun.connect(sweep, sender=watchdog.watchdog, weak=False, dispatch_uid="ch05:report-sweep")
 
 

@@ -102,7 +102,7 @@ local closed = false""" + runs.close_lua("KEYS[4]", "KEYS[5]", "KEYS[6]", "ARGV[
                                        unreported(k.day), mine.pending, mine.in_flight),
                             more_args=(run or NO_RUN,))
         if ended in ("finished", "stopped") and run is not None:
-            # >>> exercise 5.1: the end's script closed `run` with its outcome (in its record): send signals.run_finished with this loop as sender and the run, day and outcome
+            # >>> exercise 5.1, part 2 of 3: the end's script closed `run` and wrote its outcome in the run's record: send signals.run_finished, once, with this loop as sender and the run, the day and that outcome
             outcome = r.hget(RunKeys(run).record, "outcome")
             signals.run_finished.send(sender=self, run=run, day=k.day, outcome=outcome)
             # <<<

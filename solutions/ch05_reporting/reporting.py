@@ -100,7 +100,12 @@ def sweep(**_) -> None:
             log.warning("reporting: run %s ended without a report: sent its report again", run)
 
 
-run_finished.connect(on_run_finished, sender=LOOP, weak=False, dispatch_uid="ch05:report")
+try:
+    # >>> exercise 5.1, part 3 of 3: connect on_run_finished to run_finished, for the sends of this pipeline's loop (LOOP) only, and once however often this module is imported (dispatch_uid)
+    run_finished.connect(on_run_finished, sender=LOOP, weak=False, dispatch_uid="ch05:report")
+    # <<<
+except NotImplementedError:   # not connected yet: the pipeline runs, unreported, and `make check EX=5.1` says so
+    pass
 task_postrun.connect(sweep, sender=watchdog.watchdog, weak=False, dispatch_uid="ch05:report-sweep")
 
 

@@ -20,4 +20,9 @@ from __future__ import annotations
 
 from celery.utils.dispatch import Signal
 
-run_finished = Signal(name="run_finished", providing_args={"run", "day", "outcome"})
+try:
+    # >>> exercise 5.1, part 1 of 3: define run_finished, a celery Signal (celery.utils.dispatch.Signal) named "run_finished" whose receivers are given run, day and outcome
+    run_finished = Signal(name="run_finished", providing_args={"run", "day", "outcome"})
+    # <<<
+except NotImplementedError:   # not defined yet: the chapter still imports, and `make check EX=5.1` says so
+    run_finished = None
