@@ -11,6 +11,7 @@ nothing on a slide is typed twice:
     {{code ch01_periodic/pipeline.py run_slice from "start, ids" to "r.set("}}   the part of it from one line to another
     {{line ch05_reporting/reporting.py run_finished.connect}}   the solution's first line holding that text
     {{exercises ch03_signals}} / {{minutes ch03_signals}}       the README's exercise table / its time budget
+    {{short ch03_signals}}                                     its share of the 3-hour path (INSTRUCTORS.md)
 
 The result goes to dist/: workshop.md (filled), figures/ and diagrams/ beside it,
 workshop.html (Marp, one self-contained file but for those images) and workshop.pdf
@@ -35,7 +36,7 @@ DIST = SLIDES / "dist"
 FIGURES = SLIDES / "figures"
 BIN = SLIDES / "node_modules" / ".bin"
 
-PLACEHOLDER = re.compile(r"\{\{\s*(?:(diagram|code|line|exercises|minutes)\s+)?([^}]*?)\s*\}\}")
+PLACEHOLDER = re.compile(r"\{\{\s*(?:(diagram|code|line|exercises|minutes|short)\s+)?([^}]*?)\s*\}\}")
 MARKS = re.compile(r"^\s*# (>>>|<<<)")   # the exercise generator's markers, not code to show
 
 
@@ -127,14 +128,23 @@ def minutes(chapter: str) -> str:
     return found.group(1)
 
 
+def short(chapter: str) -> str:
+    """The chapter's share of the 3-hour path, as its README states it (INSTRUCTORS.md has the path)."""
+    found = re.search(r"3-hour path[^:]*\): (\d+) minutes", chapter_readme(chapter))
+    if not found:
+        raise BuildError(f"chapters/{chapter}/README.md does not state its share of the 3-hour path "
+                         "('3-hour path (...): N minutes' under its time budget)")
+    return found.group(1)
+
+
 def fill(text: str, values: dict[str, str], diagrams: set[str]) -> str:
     def one(match: re.Match) -> str:
         kind, arg = match.groups()
         if kind == "diagram":
             diagrams.add(arg)
             return f"diagrams/{arg}.svg"
-        if kind in ("code", "line", "exercises", "minutes"):
-            return {"code": code, "line": line, "exercises": exercises, "minutes": minutes}[kind](arg)
+        if kind in ("code", "line", "exercises", "minutes", "short"):
+            return {"code": code, "line": line, "exercises": exercises, "minutes": minutes, "short": short}[kind](arg)
         if arg not in values:
             raise BuildError(f"figures/values.json has no {arg!r}: run `make figures` (or fix the name in workshop.md)")
         return values[arg]
