@@ -46,6 +46,13 @@ test-faults: venv     ## chapters 2-5's tests with lost Redis replies (REDIS_FAU
 lab: venv             ## JupyterLab on the chapters; LAB_ARGS="--port 8899 --IdentityProvider.token=..." for more
 	$(BIN)/jupyter lab --notebook-dir chapters $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
 
+# A live view of a running day (over SSH, on a projector), read from Redis and the API's /_stats only:
+# REDIS_URL (the stack's: redis://127.0.0.1:6379/0) and API_URL as the pipeline's; WATCH_ARGS="--loop ch04
+# --day 2026-01-15 --redis URL --api URL --once" for another loop, day, Redis or API, or a single frame.
+.PHONY: watch
+watch: venv           ## a live view of a day: stages, leases, requests/s, 429s, dead letters, budget, the loop
+	$(BIN)/python -m workshop watch $(WATCH_ARGS)
+
 check-env: venv       ## OK, FAIL or SKIP per prerequisite
 	$(BIN)/python -m workshop check-env
 
