@@ -123,5 +123,6 @@ def test_the_kits_once_writes_write_once_when_sent_twice(faults, redis):
     assert lua.append_once(client, "log", {"a": 1}, 100) is not None
     lua.push_once(client, "list", ["x", "y"], keep=3)
     lua.push_once(client, "list", ["z"], keep=3)
+    assert lua.incr_once(client, "restarts") == 1 and lua.incr_once(client, "restarts") == 2
     assert redis.xlen("log") == 1 and redis.lrange("list", 0, -1) == ["x", "y", "z"]
-    assert redis_faults.injected(redis).get("EVALSHA", 0) >= 4, "every one of them was sent twice"
+    assert redis_faults.injected(redis).get("EVALSHA", 0) >= 6, "every one of them was sent twice"

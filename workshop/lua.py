@@ -109,3 +109,18 @@ def append_once(r: redis.Redis, stream: str, fields: Mapping, maxlen: int) -> st
 def push_once(r: redis.Redis, key: str, items: Sequence, keep: int) -> None:
     """RPUSH `items` to the list `key` once (keeping its newest `keep`), even if redis-py sends it twice."""
     _PUSH(r, keys=[key, call_mark(key)], args=[keep, *items])
+
+
+# KEYS[1] a counter, KEYS[2] the call's mark.
+_INCR = Script(f"""
+local said = redis.call('GET', KEYS[2])
+if said then return tonumber(said) end   -- this call, sent again: the count it made
+local n = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], n, 'EX', {ANSWER_TTL})
+return n
+""")
+
+
+def incr_once(r: redis.Redis, key: str) -> int:
+    """INCR `key` once, even if redis-py sends it twice; the count (a repeat answers the same)."""
+    return int(_INCR(r, keys=[key, call_mark(key)]))

@@ -19,6 +19,7 @@ import logging
 import redis
 
 from workshop.celery_app import redis_client
+from workshop.lua import incr_once
 
 from .app import WATCHDOG, app
 from .loop import Loop
@@ -30,8 +31,8 @@ log = logging.getLogger(__name__)
 def check_day(r: redis.Redis, loop: Loop, day: str) -> str:
     """Look after one day's loop: "stopped", "running", "idle" (no work: forgotten) or "restarted"."""
     k = loop.keys(day)
-    # exercise 3.6: restart a loop that died with work left (and count it in k.restarts); never one stopped on purpose, never while the lock lives, never a second loop; a day without work is no longer watched
-    raise NotImplementedError("exercise 3.6: restart a loop that died with work left (and count it in k.restarts); never one stopped on purpose, never while the lock lives, never a second loop; a day without work is no longer watched")
+    # exercise 3.6: restart a loop that died with work left (and count it in k.restarts, once: workshop.lua.incr_once); never one stopped on purpose, never while the lock lives, never a second loop; a day without work is no longer watched
+    raise NotImplementedError("exercise 3.6: restart a loop that died with work left (and count it in k.restarts, once: workshop.lua.incr_once); never one stopped on purpose, never while the lock lives, never a second loop; a day without work is no longer watched")
 
 
 def check(r: redis.Redis, loop: Loop) -> dict[str, str]:

@@ -18,6 +18,8 @@ from typing import Iterable
 
 import redis
 
+from workshop.lua import Script
+
 SCORE = 0   # every member's: the order is the ids' own (byte order, as sorted() orders ASCII ids)
 
 # KEYS[1] source, KEYS[2] destination; ARGV ids. Returns how many moved.
@@ -64,13 +66,16 @@ return new
 """
 
 
+_ADD_NEW_SCRIPT = Script(_ADD_NEW)
+
+
 def add_new(client, found: str, start: str, ids: Iterable[str], chunk: int = 10_000) -> int:
     """Add `ids` to `found`, and those of them not there yet to the stage `start` too: one script per chunk,
     so a station already known (waiting, in flight, done or given up on, wherever that is) is left alone,
     and running it again adds nothing. How many were new."""
     ids, new = list(ids), 0
     for at in range(0, len(ids), chunk):
-        new += client.eval(_ADD_NEW, 2, found, start, *ids[at:at + chunk])
+        new += _ADD_NEW_SCRIPT(client, keys=[found, start], args=ids[at:at + chunk])
     return new
 
 

@@ -17,6 +17,7 @@ import logging
 import redis
 
 from workshop.celery_app import redis_client
+from workshop.lua import incr_once
 
 from .app import WATCHDOG, app
 from .loop import Loop
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 def check_day(r: redis.Redis, loop: Loop, day: str) -> str:
     """Look after one day's loop: "stopped", "running", "idle" (no work: forgotten) or "restarted"."""
     k = loop.keys(day)
-    # >>> exercise 3.6: restart a loop that died with work left (and count it in k.restarts); never one stopped on purpose, never while the lock lives, never a second loop; a day without work is no longer watched
+    # >>> exercise 3.6: restart a loop that died with work left (and count it in k.restarts, once: workshop.lua.incr_once); never one stopped on purpose, never while the lock lives, never a second loop; a day without work is no longer watched
     if r.exists(k.stop):
         return "stopped"          # stopped on purpose: only kick resumes it
     if r.exists(k.lock):
@@ -38,7 +39,7 @@ def check_day(r: redis.Redis, loop: Loop, day: str) -> str:
         return "idle"
     if loop.start(r, day) is None:
         return "running"          # a kick was quicker: still one loop
-    r.incr(k.restarts)
+    incr_once(r, k.restarts)   # a restart counted once, even if redis-py sends it twice
     return "restarted"
     # <<<
 

@@ -49,6 +49,8 @@ import uuid
 from typing import Callable, NamedTuple
 
 import redis
+
+from workshop.lua import Script
 import requests
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -195,7 +197,8 @@ def count_delivery(r: redis.Redis, k: Keys, batch: list[str], holder: str, recei
     if not batch:
         return Receipt([], [], [], False)
     task_id = holder.rsplit(":", 1)[0]
-    held, buried, released, drop = r.register_script(_RECEIVE)(
+    held, buried, released, drop = _RECEIVE_SCRIPT(
+        r,
         keys=[k.holders, k.in_flight, k.attempts, k.causes, k.dead_letters,
               k.delivery(receipt or uuid.uuid4().hex), k.pending, k.delivery(f"{holder}:empty")],
         args=[holder, MAX_ATTEMPTS, WORKER_LOST.cause(by=holder), time.time(), DELIVERY_TTL, f"{task_id}:", *batch])
@@ -218,6 +221,9 @@ return held
 """
 
 
+_RECEIVE_SCRIPT, _START_SCRIPT = Script(_RECEIVE), Script(_START)
+
+
 def start_attempt(r: redis.Redis, k: Keys, batch: list[str], holder: str, lease: float | None = None) -> list[str]:
     """A delivery of `holder`'s batch starts (the task body): the stations it still holds, to fetch now.
 
@@ -228,7 +234,8 @@ def start_attempt(r: redis.Redis, k: Keys, batch: list[str], holder: str, lease:
     """
     if not batch:
         return []
-    return list(r.register_script(_START)(
+    return list(_START_SCRIPT(
+        r,
         keys=[k.holders, k.in_flight],
         args=[holder, max(1, int(lease * 1000)) if lease is not None else 0, *batch]))
 
