@@ -15,6 +15,7 @@ COMMANDS = {
     "exercises": ("workshop.exercises", "build | check | list the exercise copies in chapters/"),
     "catch-up": ("workshop.catch_up", "N: copy the solutions of the chapters before N into chapters/"),
     "offline-kit": ("workshop.offline_kit", "--out DIR: wheels, images and slides for a room without Wi-Fi"),
+    "stack-day": ("workshop.stack_day", "run|start|check|status|kick [N]: a day on the compose stack (`make day`)"),
 }
 
 
