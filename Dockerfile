@@ -20,12 +20,19 @@ WORKDIR /workshop
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends make git \
     && rm -rf /var/lib/apt/lists/*
 
-# README.md: pyproject.toml names it as the package's readme, so the build needs it.
-COPY pyproject.toml README.md ./
+# The packages first, from pyproject.toml alone (a stub of the kit, and of the README it names): this slow
+# layer is rebuilt only when pyproject.toml changes, not on every edit to the code or the docs.
+COPY pyproject.toml ./
+RUN mkdir workshop && touch workshop/__init__.py README.md \
+    && pip install ".[dev]" \
+    && rm -rf workshop README.md build ./*.egg-info
+# Then the kit itself, and the chapters and solutions: compose mounts the checkout over /workshop, a
+# container without that mount runs these.
+COPY README.md ./
 COPY workshop/ workshop/
 COPY solutions/ solutions/
 COPY chapters/ chapters/
-RUN pip install ".[dev]"
+RUN pip install --no-deps . && rm -rf build ./*.egg-info
 
 # The user `workshop` (uid 1000) takes the uid of the checkout's owner when a container starts
 # (docker/entrypoint.sh), and the command runs as it: Jupyter can save your notebooks. Its home is

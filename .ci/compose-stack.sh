@@ -103,15 +103,19 @@ saved_as_owner() {
     ! compgen -G '.Trash-*' >/dev/null || { echo "Jupyter moved it to $(compgen -G '.Trash-*'), in the checkout"; return 1; }
     echo "saved, writable and deleted as $owner, the checkout's owner"
 }
-adopts_owner() {
-    local dir ids
+adopts_owner() {   # the command runs as the owner, and so does `docker exec -u workshop` (the dev container's user)
+    local dir cid exec_ids file_ids
     dir=$(mktemp -d /tmp/compose-owner.XXXXXX)
     chown 4321:4321 "$dir"
-    ids=$(docker run --rm -v "$dir:/workshop" workshop-python:local sh -c 'touch /workshop/probe && id -u && id -g' | paste -sd:)
-    local file_ids
+    cid=$(docker run -d -v "$dir:/workshop" workshop-python:local sh -c 'touch /workshop/probe && sleep 30')
+    # The probe exists once the start-up is done (user `workshop` changed, command started).
+    docker exec "$cid" sh -c 'until [ -e /workshop/probe ]; do sleep 0.2; done'
+    exec_ids=$(docker exec -u workshop "$cid" sh -c 'echo "$(id -u):$(id -g)"')
+    docker rm -f "$cid" >/dev/null
     file_ids=$(stat -c %u:%g "$dir/probe")
     rm -rf "$dir"
-    [[ $ids == 4321:4321 && $file_ids == 4321:4321 ]] && echo "ran as $ids, wrote a file owned by $file_ids"
+    [[ $file_ids == 4321:4321 && $exec_ids == 4321:4321 ]] \
+        && echo "its command wrote a file owned by $file_ids; docker exec -u workshop runs as $exec_ids"
 }
 check "Jupyter saves a notebook as the checkout's owner" saved_as_owner
 check "a container adopts the owner of another checkout (uid 4321)" adopts_owner
@@ -121,6 +125,13 @@ assert watch.STACK_URL == 'http://flower:5555' and len(watch.workers(watch.STACK
 
 echo "compose: make day STATIONS=$STATIONS"
 check "make day completes, equal to the answer key" bash -c "set -o pipefail; make day STATIONS=$STATIONS 2>&1 | tail -n 1"
+flower_saw_the_day() {   # what `make day` says to watch: Flower's Tasks, from the workers' events
+    curl -fsS "http://127.0.0.1:$FLOWER_PORT/api/tasks" | python3 -c 'import collections, json, sys
+tasks = json.load(sys.stdin).values()
+seen = collections.Counter(t["name"] for t in tasks if t.get("state") == "SUCCESS" and "fetch" in (t["name"] or ""))
+print(", ".join(f"{n} {name}" for name, n in seen.items())); sys.exit(not seen)'
+}
+check "Flower's Tasks show the day's fetches" flower_saw_the_day
 
 echo "compose: a day of $STATIONS stations through the stack's workers, Redis restarted in the middle"
 day() { "${compose[@]}" exec -T jupyter python -m workshop stack-day "$@"; }

@@ -53,10 +53,14 @@ up() {
     local workers=${1:-3} image log
     need_docker
     image=$("${compose[@]}" config 2>/dev/null | sed -n 's/^ *image: *\(workshop-python[^ ]*\)$/\1/p' | head -n 1)
+    # Built once: later `up`s start from it (offline too); the checkout is mounted over the image's copy of the
+    # code. Rebuild after changing pyproject.toml or the Dockerfile: `docker compose build`. An image from
+    # before docker/entrypoint.sh would run everything as root (compose starts it as root): rebuilt too.
     if [[ -n $image ]] && ! docker image inspect "$image" >/dev/null 2>&1; then
-        # Built once: later `up`s start from it (offline too). Rebuild after changing pyproject.toml or the
-        # Dockerfile: `docker compose build`. The code itself is mounted, not copied.
         echo "stack: building $image (once; a minute or two)"
+        "${compose[@]}" build api
+    elif [[ -n $image && $(docker image inspect -f '{{json .Config.Entrypoint}}' "$image") != *workshop-entrypoint* ]]; then
+        echo "stack: $image predates its entrypoint (the containers' uid); rebuilding it"
         "${compose[@]}" build api
     fi
     log=$(mktemp)
@@ -100,6 +104,8 @@ day() {
     flower=$(published flower 5555)
     [[ -n $flower ]] || { echo "stack: not running: \`make up\` first." >&2; exit 2; }
     echo "stack: a day of $stations stations; watch it in Flower: http://$flower/tasks (and /workers)"
+    # At the stack's default limit (20 requests/s, 50 stations a request) 2,000 stations take seconds.
+    echo "stack: for a day long enough to watch: make down && API_RATE=5 API_MAX_BATCH=10 make up (about 40 s a day)"
     "${compose[@]}" exec -T jupyter python -m workshop stack-day run "$stations"
 }
 
