@@ -16,23 +16,41 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /workshop
 
-# README.md: pyproject.toml names it as the package's readme, so the build needs it.
-COPY pyproject.toml README.md ./
+# `make` (the Makefile's entry points) and `git` (a dev container's source control) from Debian.
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends make git \
+    && rm -rf /var/lib/apt/lists/*
+
+# The packages first, from pyproject.toml alone (a stub of the kit, and of the README it names): this slow
+# layer is rebuilt only when pyproject.toml changes, not on every edit to the code or the docs.
+COPY pyproject.toml ./
+RUN mkdir workshop && touch workshop/__init__.py README.md \
+    && pip install ".[dev]" \
+    && rm -rf workshop README.md build ./*.egg-info
+# Then the kit itself, and the chapters and solutions: compose mounts the checkout over /workshop, a
+# container without that mount runs these.
+COPY README.md ./
 COPY workshop/ workshop/
 COPY solutions/ solutions/
 COPY chapters/ chapters/
-RUN pip install ".[dev]"
+RUN pip install --no-deps . && rm -rf build ./*.egg-info
 
-# Run as a non-root user. Its home is world-writable so that Jupyter and Celery
-# still work when compose runs the services as your own uid (WORKSHOP_USER).
+# The user `workshop` (uid 1000) takes the uid of the checkout's owner when a container starts
+# (docker/entrypoint.sh), and the command runs as it: Jupyter can save your notebooks. Its home is
+# world-writable, whatever uid that turns out to be.
 # /var/lib/workshop: the pipelines' files (SQLite, reports), in a volume: the checkout mounted at
 # /workshop may belong to another uid, which could not write there.
+# chmod: a checkout that lost the file's mode (a Windows clone) still starts.
+COPY docker/entrypoint.sh /usr/local/bin/workshop-entrypoint
 RUN useradd --create-home --uid 1000 workshop \
     && chmod 1777 /home/workshop \
     && mkdir -p /var/lib/workshop && chmod 1777 /var/lib/workshop \
-    && chown -R workshop:workshop /workshop
-ENV HOME=/home/workshop
-USER workshop
+    && chown -R workshop:workshop /workshop \
+    && chmod 755 /usr/local/bin/workshop-entrypoint
+# WORKSHOP_ENV_READY: this Python has every package the workshop needs, so the Makefile uses it as it
+# is and creates no .venv (a dev container runs `make check-env`, `make test` here).
+ENV HOME=/home/workshop \
+    WORKSHOP_ENV_READY=1
+ENTRYPOINT ["workshop-entrypoint"]
 
 EXPOSE 8700 5555 8888
 CMD ["python", "-m", "workshop", "api", "--host", "0.0.0.0", "--port", "8700"]

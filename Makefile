@@ -18,7 +18,15 @@ $(READY): pyproject.toml
 	install -D -m 644 workshop/jupyter_server_config.json $(VENV)/etc/jupyter/jupyter_server_config.json
 	touch $(READY)
 
+# WORKSHOP_ENV_READY=1 (set in the stack's image, so in the dev container): this Python already has every
+# package, so the targets use it as it is and no .venv is made.
+ifeq ($(WORKSHOP_ENV_READY),1)
+BIN := $(patsubst %/,%,$(dir $(shell command -v python3)))
+venv:
+	@echo "WORKSHOP_ENV_READY=1: using the Python at $(BIN), no .venv"
+else
 venv: $(READY)
+endif
 
 demo: venv            ## run the most advanced chapter's pipeline end to end
 	$(BIN)/python -m workshop demo
@@ -101,8 +109,19 @@ KIT_DIR ?= offline-kit
 offline-kit: venv     ## the USB kit for a room without Wi-Fi in KIT_DIR (offline-kit/): wheels, docker images, slides
 	$(BIN)/python -m workshop offline-kit --out "$(KIT_DIR)"
 
-up:                   ## redis, API, worker, beat, flower, jupyter in containers
-	docker-compose up
+# The compose stack (docker/stack.sh): `docker compose` if the Docker CLI has it, else docker-compose 1.29
+# (COMPOSE="..." to choose). STACK_WORKERS workers; `make day` runs STATIONS stations through them.
+.PHONY: down day
+STACK_WORKERS ?= 3
+STATIONS ?= 2000
+up:                   ## redis, API, workers (3), beat, flower, jupyter in containers, in the background; prints the URLs
+	@bash docker/stack.sh up $(STACK_WORKERS)
+
+day:                  ## a day of the last chapter's pipeline through the stack's workers (STATIONS=2000): watch it in Flower
+	@bash docker/stack.sh day $(STATIONS)
+
+down:                 ## stop the stack (DOWN_ARGS=-v also drops Redis's data)
+	@bash docker/stack.sh down $(DOWN_ARGS)
 
 # The deck (slides/README.md): figures measured by the benchmarks, then Marp and mermaid-cli from
 # slides/package-lock.json, rendered with Debian's Chromium. Nothing is fetched at render time.

@@ -14,6 +14,7 @@ def test_defaults_without_environment():
     assert s.effective_api_url == "http://127.0.0.1:8700"
     assert s.effective_api_burst == 20
     assert s.day == dt.date(2026, 1, 15)
+    assert s.flower_url == "http://127.0.0.1:5555"   # the stack's Flower seen from the host
 
 
 def test_values_are_parsed_to_their_types():
@@ -34,6 +35,7 @@ def test_values_are_parsed_to_their_types():
     ("DAY", "15/01/2026", "a date as YYYY-MM-DD"),
     ("WORKSHOP_TARGET", "mine", "one of solutions, chapters"),
     ("BATCH_SIZE", "-1", "a whole number from 1"),
+    ("FLOWER_URL", "flower:5555", "a URL starting with http:// or https://"),
 ])
 def test_a_bad_value_names_the_variable_and_what_is_allowed(name, value, allowed):
     with pytest.raises(SettingsError) as caught:

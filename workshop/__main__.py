@@ -16,6 +16,7 @@ COMMANDS = {
     "catch-up": ("workshop.catch_up", "N: copy the solutions of the chapters before N into chapters/"),
     "offline-kit": ("workshop.offline_kit", "--out DIR: wheels, images and slides for a room without Wi-Fi"),
     "watch": ("workshop.watch", "a live view of a day: stages, leases, rate, dead letters, budget, the loop"),
+    "stack-day": ("workshop.stack_day", "run|start|check|status|kick [N]: a day on the compose stack (`make day`)"),
 }
 
 

@@ -166,6 +166,7 @@ class Settings:
     demo_stations: int = 200          # how many stations `make demo` processes
     run_budget: float | None = None   # most a run may spend on the API (USD, chapter 5); unset: no budget
     workshop_target: str = "solutions"  # which tree tests and notebooks import: solutions or chapters
+    flower_url: str = "http://127.0.0.1:5555"  # the compose stack's Flower (chapter 6); inside the stack http://flower:5555
 
     @property
     def effective_api_url(self) -> str:
@@ -210,6 +211,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "demo_stations": _int(1, 1_000_000),
     "run_budget": lambda raw: _float(0.0)(raw) if raw.strip() else None,
     "workshop_target": _choice("solutions", "chapters"),
+    "flower_url": _url("http", "https"),
 }
 assert set(_PARSERS) == {f.name for f in fields(Settings)}
 

@@ -1,7 +1,8 @@
 """Watch it: Flower on the running workers, read through its HTTP API as well as in the browser.
 
-The compose stack runs Flower on http://127.0.0.1:5555 (`make up`); anywhere else
-`Flower` starts one on a loopback port for the Redis in REDIS_URL. Its API is
+The compose stack runs Flower on http://127.0.0.1:5555 (`make up`), which the stack's own
+Jupyter reaches as http://flower:5555: the setting FLOWER_URL says where (STACK_URL). Anywhere
+else `Flower` starts one on a loopback port for the Redis in REDIS_URL. Its API is
 open without a login only because FLOWER_UNAUTHENTICATED_API is set and the port
 is bound to 127.0.0.1: anything more exposed needs `--basic-auth` or OAuth.
 
@@ -21,10 +22,11 @@ from pathlib import Path
 
 import requests
 
+from workshop import settings as settings_mod
 from workshop.redis_provider import free_port
 from workshop.workers import ChildProcess, WorkerNotReady, child_env
 
-STACK_URL = "http://127.0.0.1:5555"
+STACK_URL = settings_mod.load().flower_url
 
 
 def answers(url: str, timeout: float = 1.0) -> bool:
