@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 
-.PHONY: venv demo test check lab check-env exercises catch-up check-exercises notebooks bench-feedback bench-api bench-loop bench-limits bench-scale bench-cost bench-capstone test-faults up offline-kit figures slides slides-check
+.PHONY: venv demo test check lab check-env exercises catch-up check-exercises notebooks bench-feedback bench-api bench-loop bench-limits bench-scale bench-cost bench-capstone test-faults up offline-kit figures docs docs-check slides slides-check
 
 # WORKSHOP_OFFLINE_KIT=/path/to/kit (a folder `make offline-kit` wrote): install from its wheels only, no network.
 KIT_PIP := $(if $(WORKSHOP_OFFLINE_KIT),--no-index --find-links "$(WORKSHOP_OFFLINE_KIT)/wheels")
@@ -125,8 +125,17 @@ down:                 ## stop the stack (DOWN_ARGS=-v also drops Redis's data)
 
 # The deck (slides/README.md): figures measured by the benchmarks, then Marp and mermaid-cli from
 # slides/package-lock.json, rendered with Debian's Chromium. Nothing is fetched at render time.
-figures: venv         ## run the benchmarks at small sizes, write the plots and numbers the deck shows (about 4 min)
+figures: venv         ## run the benchmarks at small sizes, write the plots and numbers the deck and the prose show (about 4 min)
 	$(call bench_ready,6) $(BIN)/python slides/figures.py $(FIGURES_ARGS)
+	$(BIN)/python -m workshop.docs build
+
+# The numbers the READMEs, deep dives, instructor notes and notebooks quote from a benchmark, filled from
+# slides/figures/values.json (`<!-- fig: name -->...<!-- /fig -->` spans; workshop/docs.py).
+docs: venv            ## fill every measured figure the prose quotes from slides/figures/ (make figures measures them)
+	$(BIN)/python -m workshop.docs build
+
+docs-check: venv      ## fail when a quoted figure is not the one in slides/figures/values.json
+	$(BIN)/python -m workshop.docs check
 
 slides/node_modules/.installed: slides/package.json slides/package-lock.json
 	npm ci --prefix slides --no-audit --no-fund

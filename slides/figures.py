@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -259,7 +260,136 @@ def values() -> dict[str, str]:
         v["restart.stations"] = str(naive["stations"])
         v["restart.naive.missing"] = str(naive["missing"])
         v["restart.visibility"] = f"{naive['visibility_timeout']:g}"
+    v.update(prose_values(loop, limits, cost, capstone))
     return v
+
+
+# ------------------------------------------------------------------ values the chapters' prose quotes (`make docs`)
+
+def _percent(share: float) -> str:
+    return f"{share:.0%}".replace("%", " %")   # the prose writes 99 %, the deck 99%
+
+
+def _pipelines_table(results: dict, extra: dict[str, list] | None = None) -> str:
+    """A benchmark's pipelines side by side, as its own table prints them, for the DEEP_DIVEs."""
+    fs = list(results.values())
+    rows = [["wall time (s)", *(f"{f['seconds']:.1f}" for f in fs)],
+            ["stations/s", *(f"{f['stations/s']:.1f}" for f in fs)],
+            ["API utilisation", *(_percent(f["utilisation"]) for f in fs)],
+            ["stations done (right)", *(f"{f['done']} of {f['stations']}" for f in fs)],
+            ["stations wrong", *(str(f["wrong"]) for f in fs)],
+            ["stations missing", *(str(f["missing"]) for f in fs)],
+            ["stations done twice", *(str(f["twice"]) for f in fs)],
+            ["API requests (accepted)", *(f"{f['requests']} ({f['accepted']})" for f in fs)],
+            ["429s / 5xx", *(f"{f['429s']} / {f['errors']}" for f in fs)]]
+    rows += [[name, *cells] for name, cells in (extra or {}).items()]
+    return _table(["", *results], rows)
+
+
+def measured(name: str) -> str:
+    """When and on what machine a benchmark measured its figures: the prose says it beside them."""
+    made = json.loads((OUT / "made.json").read_text())
+    at, box = made[name]["at"][:10], made.get("machine", {})
+    where = f"{box['cpu']}, {box['cpus']} cores" if box.get("cpu") else f"{box.get('cpus', '?')} cores"
+    return f"on {at} by `make figures` ({where}, Python {box.get('python', '?')})"
+
+
+def prose_values(loop: dict, limits: dict, cost: dict, capstone: dict) -> dict[str, str]:
+    """The figures the READMEs, DEEP_DIVEs, instructor notes and notebooks quote, by name (`make docs`)."""
+    v = {f"measured.{name}": measured(name) for name in BENCHMARKS}
+    made = json.loads((OUT / "made.json").read_text())
+    v["measured.cores"] = str(made.get("machine", {}).get("cpus", "?"))
+
+    periodic, segmented, looped = loop["results"].values()
+    v["loop.pipelines"] = _pipelines_table(loop["results"])
+    for key, f in (("periodic", periodic), ("segmented", segmented), ("looped", looped)):
+        v[f"loop.{key}.util"] = _percent(f["utilisation"])
+    v["loop.rate"] = f"{loop['api']['rate']:g}"
+    v["loop.burst"] = str(loop["api"]["burst"])
+    v["loop.error_rate"] = _percent(loop["api"]["error_rate"])
+
+    results = limits["results"]
+    v["limits.pipelines"] = _pipelines_table(results)
+    for key, f in zip(("global", "celery", "periodic"), results.values()):
+        v[f"limits.{key}.rate"] = f"{f['stations/s']:.1f}"
+        v[f"limits.{key}.done"] = str(f["done"])
+        v[f"limits.{key}.requests"] = str(f["requests"])
+    v["limits.periodic.util"] = _percent(results["periodic (ch01)"]["utilisation"])
+    v["limits.global.util"] = _percent(results["global limiter"]["utilisation"])
+    v["limits.celery.util"] = _percent(results["Celery rate_limit"]["utilisation"])
+    v["limits.burst"] = str(limits["api"]["burst"])
+    v["limits.batch"] = str(limits["api"]["max_batch"])
+
+    results = cost["results"]
+    p, l4, aware, budgeted = results.values()
+    v["cost.pipelines"] = _pipelines_table(results, {
+        "the API's bill": [_money(f["cost"]) for f in results.values()],
+        "budget": [_money(f["budget"] * 1e6) if f.get("budget") else "-" for f in results.values()],
+        "cost per 1,000 done right": [_money(1000 * f["per_done"], 2) if f["per_done"] else "-"
+                                      for f in results.values()]})
+    v["cost.stations"] = str(p["stations"])
+    v["cost.rate"] = f"{cost['api']['rate']:g}"
+    v["cost.error_rate"] = _percent(cost["api"]["error_rate"])
+    v["cost.glitch_rate"] = _percent(cost["api"]["glitch_rate"])
+    v["cost.max_batch"] = str(cost["api"]["max_batch"])
+    v["cost.x_periodic"] = f"{p['per_done'] / aware['per_done']:.1f}"
+    v["cost.periodic.missing"] = str(p["missing"])
+    v["cost.loop.wrong"] = str(l4["wrong"])
+    v["cost.aware.more_right"] = str(aware["done"] - l4["done"])
+    v["cost.aware.less_per_right"] = _percent(1 - aware["per_done"] / l4["per_done"])
+    v["cost.budget.requests"] = str(budgeted["requests"])
+    call = budgeted["cost"] / budgeted["requests"]
+    v["cost.budget.call"] = _money(call)
+    v["cost.budget.next"] = _money(budgeted["cost"] + call)
+
+    sides = capstone["side_by_side"]
+    (pname, p), (lname, l) = sides.items()
+    v["capstone.pipelines"] = _pipelines_table(sides, {
+        "the API's bill": [_money(f["cost"]) for f in sides.values()],
+        "cost per 1,000 done": [_money(1000 * f["cost"] / f["done"], 2) if f["done"] else "-" for f in sides.values()]})
+    v["capstone.stations"] = str(p["stations"])
+    v["capstone.periodic.runs"] = str(p.get("runs", "-"))
+    v["capstone.periodic.runs_failed"] = str(p.get("runs_failed", "-"))
+    v["capstone.looped.util"] = _percent(l["utilisation"])
+    v["capstone.looped.requests"] = str(l["requests"])
+    rows = capstone["scale_out"]["rows"]
+    speeds = {row["workers"]: row["unthrottled"]["stations/s"] for row in rows}
+    shares = [row["limited"]["fetch_utilisation"] for row in rows]
+    v["scale.x_most"] = f"{speeds[max(speeds)] / speeds[min(speeds)]:.1f}"
+    v["scale.most_workers"] = str(max(speeds))
+    v["scale.one.util"] = _percent(rows[0]["limited"]["fetch_utilisation"])
+    v["scale.util_range"] = f"{min(shares):.0%}–{max(shares):.0%}".replace("%", " %")
+    limited = [row["limited"]["stations/s"] for row in rows]
+    v["scale.limited_range"] = f"{min(limited):.1f}–{max(limited):.1f}"
+    v["scale.stations"] = str(rows[0]["limited"]["stations"])
+    if "restart" in capstone:
+        naive, safe = capstone["restart"]
+        v["restart.naive.carried"] = str(len(set(naive["missing_stations"]) & set(naive["stranded_stations"])))
+        v["restart.naive.stranded"] = str(naive["stranded"])
+        v["restart.naive.more"] = str(naive["stored_after_worker_restart"] - naive["stored"])
+        v["restart.down"] = f"{naive['down']:.0f}"
+        v["restart.looped.missing"] = str(safe["missing"])
+        v["restart.looped.stranded"] = str(safe["stranded"])
+        tasks = sorted({name.rsplit(".", 1)[-1] for name in safe.get("stranded_tasks", [])})
+        v["restart.looped.stranded_tasks"] = ", ".join(f"`{t}`" for t in tasks) or "none"
+    return v
+
+
+def cpu_model() -> str:
+    """The processor's name, as the OS gives it (what `make docs` prints beside every measured figure)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine(tree: str) -> dict:
+    """What measured the figures: the prose quotes it beside them (`make docs`)."""
+    return {"cpu": cpu_model(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
+            "system": f"{platform.system()} {platform.machine()}", "tree": tree}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     made["plots"] = {"command": "python slides/figures.py (from the JSON above)", "files": list(plotted),
                      "text": plotted}
     if names:   # --replot measured nothing: the machine that did stays on record
-        made["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "tree": tree}
+        made["machine"] = machine(tree)
     made_file.write_text(json.dumps(made, indent=1) + "\n")
     (OUT / "values.json").write_text(json.dumps(values(), indent=1, sort_keys=True) + "\n")
     print(f"\nfigures: {len(plotted)} plots and values.json in {OUT.relative_to(ROOT)} "

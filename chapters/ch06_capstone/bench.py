@@ -136,9 +136,10 @@ def main(argv: list[str] | None = None) -> int:
                 looped = restart.looped_day(api, RESTART_STATIONS, logs, timeout=args.timeout)
             print()
             print(restart_table([naive, looped]))
-            print(f"\nthe naive pipeline's missing stations sit in unacknowledged messages Redis gives back after "
-                  f"the visibility timeout ({naive['visibility_timeout']:g} s); restarting its workers stored "
-                  f"{naive['stored_after_worker_restart'] - naive['stored']} more")
+            carried = len(set(naive["missing_stations"]) & set(naive["stranded_stations"]))
+            print(f"\n{carried} of the naive pipeline's {naive['missing']} missing stations sit in unacknowledged "
+                  f"messages Redis gives back after the visibility timeout ({naive['visibility_timeout']:g} s); "
+                  f"restarting its workers stored {naive['stored_after_worker_restart'] - naive['stored']} more")
             figures["restart"] = [naive, looped]
     benchmark.write_figures(args.out, "capstone", figures)
     if args.out:
