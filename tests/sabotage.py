@@ -10,6 +10,8 @@
 - SABOTAGE_HANG_FETCH=<station, or *> and SABOTAGE_TIME_LIMIT=<s>: such a fetch hangs at the API call, and
   the fetch task's hard time limit (no soft one) is <s> seconds: it is killed on every try. A message carries
   its sender's time limits: a batch sent by the test process itself (a kick's first ones) keeps the app's own.
+  With SABOTAGE_HANG_WHILE=<Redis key>, it hangs only while that key exists (the API comes back when the
+  test deletes it). Each call that hangs is counted in HUNG_KEY.
 - SABOTAGE_KILL_AFTER=<task short name, e.g. fetch_batch>: the first pool process that finishes such a
   task of the loop's lead chain kills itself right after the task's success handlers ran (the next batch
   is sent), before the message is acknowledged: the message comes back. Once per Redis (SET NX on KILLED_KEY).
@@ -28,10 +30,11 @@ from ch04_rate_limits import handlers, client, pipeline, tasks   # handlers firs
 from ch04_rate_limits.app import app
 from workshop.celery_app import redis_client
 
-KILLED_KEY, PERSISTED_KEY = "sabotage:killed-after-success", "sabotage:persisted"
+KILLED_KEY, PERSISTED_KEY, HUNG_KEY = "sabotage:killed-after-success", "sabotage:persisted", "sabotage:hung"
 PRERUN_KILLS_KEY = "sabotage:prerun-kills"
 KILL_FETCH, HANG_FETCH = os.environ.get("SABOTAGE_KILL_FETCH"), os.environ.get("SABOTAGE_HANG_FETCH")
 KILL_PRERUN = os.environ.get("SABOTAGE_KILL_PRERUN")
+HANG_WHILE = os.environ.get("SABOTAGE_HANG_WHILE")
 KILL_AFTER = os.environ.get("SABOTAGE_KILL_AFTER")
 
 __all__ = ["app", "pipeline"]
@@ -46,7 +49,8 @@ def _hit(station: str | None, batch) -> bool:
 def _sabotaged_fetch(batch, day, settings=None):
     if _hit(KILL_FETCH, batch):
         os.kill(os.getpid(), signal.SIGKILL)
-    if _hit(HANG_FETCH, batch):
+    if _hit(HANG_FETCH, batch) and (not HANG_WHILE or redis_client().exists(HANG_WHILE)):
+        redis_client().incr(HUNG_KEY)
         time.sleep(3600)
     return _fetch(batch, day, settings)
 

@@ -4,9 +4,9 @@ Real prefork workers, the fake API and a real Redis, attacked the way production
 attacks a pipeline: a pool process killed right after a success and before its
 acknowledgement, a batch that kills its own process (or hangs past the hard time
 limit) on every delivery, a poison reading the transform cannot take, the limiter
-left unconfigured, and Redis itself restarted mid-run with no beat to repair
-anything. Each test checks the outcome against the answer key and the API's own
-counts. The sabotage lives in tests/sabotage.py, a worker app of its own.
+left unconfigured, the API down (every fetch hangs) until a probe finds it back,
+and Redis itself restarted mid-run with no beat to repair anything. Each test
+checks the outcome against the answer key and the API's own counts. The sabotage lives in tests/sabotage.py, a worker app of its own.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from workshop.own_redis import OwnRedis
 
 from ch02_segmented import stages
 from ch03_signals import error_log, history
-from ch04_rate_limits import dead_letters, keys, pipeline, retries
+from ch04_rate_limits import circuit, dead_letters, keys, limiter, pause, pipeline, retries
 
 from test_ch04_rate_limits import APP, EXERCISES, BATCH, DAY, N, TIMEOUT, run_day, served, use  # noqa: F401 (use: a fixture)
 
@@ -161,6 +161,99 @@ def test_a_fetch_that_always_hits_the_hard_time_limit_is_dead_lettered_alone_as_
     print(f"hard time limits hit: {limits}")
     assert limits == retries.MAX_ATTEMPTS, "each a counted attempt; the last one dead-letters it"
     assert_dead_lettered_alone(redis, api, outcome, culprit, "time limit")
+
+
+# ---------------------------------------------------------------- the API down: the circuit breaker
+
+
+def test_the_circuit_opens_on_failures_across_batches_not_on_one_batch_counts_a_call_once_and_a_success_closes_it(
+        redis, monkeypatch):
+    monkeypatch.setattr(circuit, "FIRST", 0.001)   # a pause of 1 ms: the probe's turn comes at once
+    limiter.configure(redis, limiter.Limit(10, 5), jitter=0)
+    gate, down = limiter.GlobalLimiter(redis), retries.Failure("5xx", "HTTP 503", True)
+    batch = ["WX00000", "WX00001"]
+
+    # One batch failing again and again (halved: it keeps its station) is a station at fault, not the API.
+    for call, stations in (("a:0", batch), ("a:1", batch), ("b:0", batch[1:]), ("b:1", batch[1:])):
+        assert not circuit.failed(redis, down, stations, call).open
+    assert circuit.state(redis)["failures"] == 4 and not pause.history(redis)
+    assert circuit.succeeded(redis, "c:0") is False, "a success forgets the count (the circuit was not open)"
+    assert circuit.state(redis) == {"state": "closed", "kind": None, "failures": 0, "next_probe_in": None}
+
+    # Another kind starts the count again; a call sent twice (redis-py's retry) counts once.
+    assert circuit.failed(redis, retries.Failure("timeout", "slow", True), ["WX00010"], "d:0").failures == 1
+    assert circuit.failed(redis, down, ["WX00020"], "e:0").failures == 1
+    assert circuit.failed(redis, down, ["WX00020"], "e:0") == (False, 1, 0.0, ""), "the same answer"
+    assert circuit.failed(redis, down, ["WX00030"], "f:0").failures == 2
+    assert circuit.failed(redis, retries.Failure("malformed", "junk", False), ["WX00040"], "g:0") == \
+        (False, 2, 0.0, ""), "not a failure the circuit counts"
+
+    # The third in a row, of one kind, across different batches: open, every worker paused, logged why.
+    opened = circuit.failed(redis, down, ["WX00040"], "h:0")
+    assert opened.open and opened.failures == circuit.AFTER == 3 and opened.event == "opened"
+    assert circuit.failed(redis, down, ["WX00040"], "h:0") == opened, "a repeat: the same answer, one pause"
+    assert [p["why"] for p in pause.history(redis)] == ["circuit open: 5xx x 3"]
+    assert pause.history(redis)[0]["asked"] == circuit.FIRST
+
+    time.sleep(0.05)   # the 1 ms pause is over: half-open
+    assert circuit.state(redis)["state"] == "half-open"
+    assert gate.check("probe:0") == 0, "one request goes: the probe"
+    assert gate.check("other:0") > 0 and gate.check("other:1") > 0, "the others wait for its answer"
+    assert not circuit.failed(redis, down, ["WX00050"], "other:0").event, "not the probe: changes nothing"
+    reopened = circuit.failed(redis, down, ["WX00000"], "probe:0")
+    assert reopened.open and reopened.event == "reopened" and reopened.failures == 4
+    assert redis.hget(keys.ApiKeys().circuit, "interval_ms") == "2", "the next pause twice as long"
+    assert [p["why"] for p in pause.history(redis)][-1] == "circuit still open: 5xx, the probe failed"
+
+    time.sleep(0.05)
+    assert gate.check("probe:1") == 0
+    assert circuit.succeeded(redis, "probe:1") is True, "the probe answered: closed"
+    assert circuit.succeeded(redis, "probe:1") is True, "a repeat: the same answer"
+    assert circuit.succeeded(redis, "later:0") is False
+    assert circuit.state(redis)["state"] == "closed" and not redis.exists(keys.ApiKeys().circuit)
+    assert pipeline.LOOP.status(redis, DAY)["circuit"]["state"] == "closed"
+
+
+def test_every_fetch_hanging_past_its_hard_limit_opens_the_circuit_buries_nothing_and_the_day_ends_once_the_api_is_back(
+        redis, fake_api, sabotaged, use):
+    use(API_RATE=20, API_BURST=10)
+    api = fake_api()
+    hang, k = "sabotage:hang", keys.for_day(DAY)
+    # Every fetch hangs while `hang` exists. Set once the kick's two batches (the smallest ids) are fetched: they
+    # carry the test process's own time limits, not the workers' 2 s; deleted once a probe failed: the API is back.
+    kicked = answer_key.station_ids(N)[:2 * BATCH]
+    workers = sabotaged(SABOTAGE_HANG_FETCH="*", SABOTAGE_HANG_WHILE=hang, SABOTAGE_TIME_LIMIT=2)
+    seen: dict = {}
+
+    def the_api_goes_down_then_comes_back() -> None:
+        if "down" not in seen and all(any(redis.zscore(stage, s) is not None for stage in (
+                k.fetched, k.transformed, k.persisted)) for s in kicked):
+            seen["down"] = redis.set(hang, "1")
+        elif "back" not in seen and "down" in seen and \
+                any(p["why"].startswith("circuit still open") for p in pause.history(redis)):
+            seen["back"] = {"status": pipeline.LOOP.status(redis, DAY), "hung": int(redis.get("sabotage:hung"))}
+            redis.delete(hang)
+
+    outcome = run_day(redis, during=the_api_goes_down_then_comes_back)
+
+    buried = dead_letters.dead_letters(redis, keys.for_day(DAY))
+    whys = [p["why"] for p in pause.history(redis)]
+    hung = int(redis.get("sabotage:hung") or 0)
+    log = workers.log(0) + workers.log(1)
+    print(f"{outcome}; calls that hung {hung}, hard time limits {log.count('Hard time limit (2.0s) exceeded')}; "
+          f"dead letters {Counter(d['reason'] for d in buried.values())}; pauses {whys}; when the API came back "
+          f"{seen.get('back')}")
+    assert "down" in seen, "the API went down after the first batches"
+    assert not buried, "nothing dead-lettered because the API was down"
+    assert seen.get("back"), "the circuit opened, and a probe found the API still down"
+    assert seen["back"]["status"]["dead_letters"] == 0 and seen["back"]["status"]["circuit"]["state"] != "closed"
+    assert f"circuit open: time limit x {circuit.AFTER}" in whys
+    probes = sum(why.startswith("circuit still open") for why in whys)
+    # Before it opened: AFTER failures and what the other worker had on its way; after it: the probes alone.
+    assert hung <= circuit.AFTER + 1 + probes, "the API asked a bounded number of times while down"
+    assert "circuit open: time limit x 3" in log and "circuit closed: the API answered again" in log
+    assert outcome == ALL_DONE, "the day finished once the API was back"
+    assert served(api.stats()) == Counter(dict.fromkeys(answer_key.station_ids(N), 1)), "each station once"
 
 
 # ---------------------------------------------------------------- poison in the data

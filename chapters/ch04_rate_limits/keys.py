@@ -5,8 +5,8 @@
 Two kinds of keys:
 
 - **The API's keys**, shared by every pipeline, worker and host that calls the
-  same API: the limiter's state, the limit it enforces, the loop-wide pause and
-  a log of pauses. They are named after the API, not after a day, and wrapped in
+  same API: the limiter's state, the limit it enforces, the loop-wide pause,
+  a log of pauses and the circuit breaker. They are named after the API, not after a day, and wrapped in
   a hash tag (`{stations-api}`) so that, on a Redis Cluster, the scripts that
   touch several of them find them on one node.
 - **The day's keys**: chapter 2's (pending, fetched, ...) plus what this chapter
@@ -60,8 +60,15 @@ class ApiKeys:
     def counters(self) -> str:  # hash: granted, waited_ms, rate_limited, ... (what the limiter saw)
         return f"{self.base}:counters"
 
+    @property
+    def circuit(self) -> str:  # hash: the circuit breaker (circuit.py): state, kind, failures, next probe, ...
+        return f"{self.base}:circuit"
+
+    def circuit_call(self, call_id: str) -> str:   # string: this call's answer, recorded (expires)
+        return f"{self.base}:circuit:call:{call_id}"
+
     def all(self) -> list[str]:
-        return [self.state, self.limit, self.published, self.pause, self.pauses, self.counters]
+        return [self.state, self.limit, self.published, self.pause, self.pauses, self.counters, self.circuit]
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from ch03_signals.keys import LoopKeys
 from ch03_signals.loop import Loop, Segment, Step
 from ch03_signals.messages import LEAD, Turn
 
-from . import dead_letters, leases, pause, retries
+from . import circuit, dead_letters, leases, pause, retries
 from .fetch import lease_seconds
 from .keys import for_day
 
@@ -104,10 +104,14 @@ class LeasedLoop(Loop):
     def after_time_limit(self, segment: Segment | None, batch: list[str], day: str, task_id: str,
                          exception: BaseException) -> None:
         """A fetch killed by its hard time limit: its stations back to pending at once, the attempt's
-        cause "time limit" (counted when the delivery started); then chapter 3's: continue its chain."""
+        cause "time limit" (counted when the delivery started; uncounted if the circuit is open: the
+        API is down, circuit.py); then chapter 3's: continue its chain."""
         if segment is self.fetch:
+            r, k = redis_client(), for_day(day)
             failure = retries.Failure("time limit", f"killed by the hard time limit ({exception})", True)
-            leases.release(redis_client(), for_day(day), batch, f"{task_id}:", prefix=True, cause=failure.cause())
+            holder = next((h for h in r.hmget(k.holders, batch) if h and h.startswith(f"{task_id}:")), None)
+            down = holder is not None and circuit.failed(r, failure, batch, holder).open   # (none: a stale message)
+            leases.release(r, k, batch, f"{task_id}:", prefix=True, uncount=down, cause=failure.cause())
         super().after_time_limit(segment, batch, day, task_id, exception)
 
     # ---------------------------------------------------------------- poison
@@ -202,7 +206,8 @@ class LeasedLoop(Loop):
     def status(self, r: redis.Redis, day=None) -> dict:
         k = for_day(self.keys(day).day)
         return {**super().status(r, k.day), "in_flight": r.zcard(k.in_flight), "attempts": r.hlen(k.attempts),
-                "dead_letters": r.hlen(k.dead_letters), "paused_for": round(pause.paused_for(r), 2)}
+                "dead_letters": r.hlen(k.dead_letters), "paused_for": round(pause.paused_for(r), 2),
+                "circuit": circuit.state(r)}
 
     def forget(self, r: redis.Redis, day=None) -> None:
         super().forget(r, day)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from . import retries, retry_after
+from . import circuit, retries, retry_after
 
 CRASH_SAFE = {
     "task_acks_late": True,
@@ -53,14 +53,21 @@ class ConfigurationError(RuntimeError):
 def longest_unacked(request_timeout: float) -> float:
     """Seconds a fetch message can stay unacknowledged on purpose: the longest countdown, then a whole task.
 
-    The longest countdown is a backoff (retries.CAP) or, after repeated 429s, a Retry-After (retry_after.LONGEST).
+    The longest countdown is a backoff (retries.CAP), after repeated 429s a Retry-After (retry_after.LONGEST),
+    or the open circuit's pause (circuit.CAP).
     """
-    if not retry_after.LONGEST < ACQUIRE_TIMEOUT < TASK_TIME_LIMIT:   # not an assert: it must hold under -O too
+    pause = max(retry_after.LONGEST, circuit.CAP)
+    if not pause < ACQUIRE_TIMEOUT < TASK_TIME_LIMIT:   # not an assert: it must hold under -O too
         raise ConfigurationError(
-            f"retry_after.LONGEST ({retry_after.LONGEST:g} s) < ACQUIRE_TIMEOUT ({ACQUIRE_TIMEOUT:g} s) < "
-            f"TASK_TIME_LIMIT ({TASK_TIME_LIMIT} s) does not hold: a pause must fit in a task's wait, and the wait "
-            "in the task's time limit; change those constants so it does.")
-    return max(retries.CAP, retry_after.LONGEST) + max(TASK_TIME_LIMIT, ACQUIRE_TIMEOUT + request_timeout)
+            f"the longest pause, max(retry_after.LONGEST, circuit.CAP) ({pause:g} s) < ACQUIRE_TIMEOUT "
+            f"({ACQUIRE_TIMEOUT:g} s) < TASK_TIME_LIMIT ({TASK_TIME_LIMIT} s) does not hold: a pause must fit in a "
+            "task's wait, and the wait in the task's time limit; change those constants so it does.")
+    return longest_countdown() + max(TASK_TIME_LIMIT, ACQUIRE_TIMEOUT + request_timeout)
+
+
+def longest_countdown() -> float:
+    """Seconds of the longest retry countdown: a backoff, a Retry-After or the open circuit's pause."""
+    return max(retries.CAP, retry_after.LONGEST, circuit.CAP)
 
 
 def check(app: Celery, request_timeout: float) -> dict:
@@ -76,7 +83,7 @@ def check(app: Celery, request_timeout: float) -> dict:
     if longest * MARGIN > visibility:
         raise ConfigurationError(
             f"broker_transport_options visibility_timeout={visibility} s is too short: a fetch message may stay "
-            f"unacknowledged {longest:g} s (a retry countdown of up to {max(retries.CAP, retry_after.LONGEST):g} s, "
+            f"unacknowledged {longest:g} s (a retry countdown of up to {longest_countdown():g} s, "
             f"then a task of up to "
             f"{TASK_TIME_LIMIT} s); set it to at least {longest * MARGIN:g} s, or shorten those waits.")
     return {"visibility_timeout": visibility, "longest_unacked": longest}

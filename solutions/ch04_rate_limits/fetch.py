@@ -9,7 +9,8 @@ One batch, one API request, and everything around it:
       200              -> settle: readings stored, lease released, ids to fetched (one script)
       429              -> follow the API's limit, pause every worker for Retry-After, ask again;
                           after MAX_429_ROUNDS of those, retry later (countdown: Retry-After), attempt not counted
-      5xx, timeout     -> retry with backoff, or dead-letter after MAX_ATTEMPTS
+      5xx, timeout     -> retry with backoff, or dead-letter after MAX_ATTEMPTS; unless the circuit is open
+                          (circuit.py: the API is down): then retry after its pause, attempt not counted
       limiter too slow,
       soft time limit  -> the same: retried with backoff, dead-lettered after MAX_ATTEMPTS with that reason
       malformed, 4xx   -> dead-letter at once, with the reason
@@ -28,6 +29,8 @@ task without a word from it (its pool process killed, the hard time limit) was
 counted when the delivery was received, so it too ends in a dead letter, "worker lost"
 or "time limit" (recorded by the loop's handler in the worker's main process);
 and such a batch comes back in halves, so only the station at fault is buried.
+Unless the whole API is down: then every batch fails, the circuit opens
+(circuit.py), every worker waits for its probe, and no attempt counts meanwhile.
 Giving up touches only the stations this message still holds: one that another
 holder settled after our lease expired is never both done and dead-lettered.
 
@@ -51,7 +54,7 @@ from ch02_segmented.keys import RAW_TTL
 from ch03_signals import keys as loop_keys, lock as ch03_lock, loop as ch03_loop
 from workshop import settings as settings_mod
 
-from . import client, dead_letters, leases, limiter, pause, retries, safety
+from . import circuit, client, dead_letters, leases, limiter, pause, retries, safety
 from .keys import Keys, for_day
 
 LEASE_ENV = "CH04_LEASE"
@@ -59,6 +62,7 @@ DEFAULT_LEASE = 30.0   # seconds a batch may sit unattended (queued, or its work
 # 429s a task waits out itself (pause, ask again); at the next one it retries later instead.
 # Two pauses of at most retry_after.LONGEST still fit in the task's time limit.
 MAX_429_ROUNDS = 2
+BACK_AFTER_PAUSE = 0.1   # seconds at least before a retry the open circuit sent back (its pause may be over)
 
 
 class GiveBack(Exception):
@@ -183,12 +187,14 @@ def _fetch_leased(task: Task, r: redis.Redis, k: Keys, s: settings_mod.Settings,
     wait = keep_alive(r, k, batch, holder, headers)
     rounds = 0   # 429s waited out in this task
     while True:
-        waited = gate.acquire(timeout=safety.ACQUIRE_TIMEOUT, sleep=wait) if gate is not None else 0.0
+        waited = gate.acquire(timeout=safety.ACQUIRE_TIMEOUT, sleep=wait, asker=holder,   # (the circuit's probe)
+                              probe_for=s.request_timeout + lease_seconds()) if gate is not None else 0.0
         if waited or rounds:   # else the lease start_attempt just gave still covers the request
             leases.extend(r, k, batch, s.request_timeout + lease_seconds(), holder)
         try:
             readings = call(batch, k.day, s)
         except client.RateLimited as limited:
+            circuit.succeeded(r, holder)   # an answer: the API is up
             if gate is not None:
                 limiter.learn(r, limited.limit)
                 pause.pause(r, limited.wait.seconds, why=f"429 for {batch[0]}..{batch[-1]}: Retry-After {limited.wait}")
@@ -201,6 +207,7 @@ def _fetch_leased(task: Task, r: redis.Redis, k: Keys, s: settings_mod.Settings,
         except (*API_ERRORS, client.MalformedBody) as error:
             return retry_or_give_up(task, r, k, batch, holder, error)
         settle(r, k, batch, readings, holder)
+        circuit.succeeded(r, holder)
         return {"day": k.day, "done": len(batch), "dead": 0}
 
 
@@ -218,15 +225,22 @@ def retry_or_give_up(task: Task, r: redis.Redis, k: Keys, batch: list[str], hold
     """A failed attempt: retry later (5xx, timeout, our own time limits) with backoff, or dead-letter it.
 
     Per station: those at MAX_ATTEMPTS (all of them, for a failure not worth
-    retrying) are dead-lettered, if still ours; the others are retried.
+    retrying) are dead-lettered, if still ours; the others are retried. But first
+    the circuit hears of it: open (this failure opened it, or the API was down
+    already), the attempt is not the stations' fault: retried after its pause, uncounted.
     """
     failure = retries.classify(error)
+    if circuit.counts(failure) or failure.reason == "limiter timeout":   # (a long wait: maybe the API is down)
+        verdict = circuit.failed(r, failure, batch, holder)
+        if verdict.open:
+            retries.record_cause(r, k, batch, failure, holder)
+            raise retry_later(task, r, k, batch, holder, max(verdict.wait, BACK_AFTER_PAUSE), error, uncount=True)
     attempts = retries.attempts_of(r, k, batch)
     spent = [st for st in batch if not failure.retryable or attempts[st] >= retries.MAX_ATTEMPTS]
     buried = dead_letters.bury(r, k, spent, failure, attempts, holder) if spent else []
     left = [st for st in batch if st not in spent]
     if left:
-        retries.record_cause(r, k, left, failure)
+        retries.record_cause(r, k, left, failure, holder)
         raise retry_later(task, r, k, left, holder, retries.backoff(max(attempts[st] for st in left)), error)
     return {"day": k.day, "done": 0, "dead": len(buried), "reason": failure.reason}
 
@@ -235,7 +249,7 @@ def give_up_if_spent(r: redis.Redis, k: Keys, batch: list[str], holder: str, err
     """An unexpected failure: dead-letter the stations at MAX_ATTEMPTS; the others keep their lease,
     and the reaper hands them back when it expires. Returns the stations dead-lettered."""
     failure = retries.Failure("unexpected", f"{type(error).__name__}: {error}"[:200], False)
-    retries.record_cause(r, k, leases.held(r, k, batch, holder), failure)
+    retries.record_cause(r, k, batch, failure, holder)
     attempts = retries.attempts_of(r, k, batch)
     spent = [st for st, n in attempts.items() if n >= retries.MAX_ATTEMPTS]
     return dead_letters.bury(r, k, spent, failure, attempts, holder) if spent else []

@@ -11,6 +11,9 @@ The script
   is the milliseconds to wait; the worker sleeps that long and asks again, rather
   than fail the task and put it back in the queue;
 - is atomic: two workers can never take the same slot;
+- waits out a pause (a 429, pause.py) and, when the circuit breaker is open
+  (circuit.py), lets one request through once the pause is over: the probe. The
+  others wait for its answer, which closes the circuit or opens it again.
 - is safe sent twice (redis-py re-sends after a lost reply): the repeat can only take
   one more slot, which nobody uses: a little slower, never over the limit.
 
@@ -135,14 +138,22 @@ def learn(r: redis.Redis, header: str | None, name: str = API) -> Limit | None:
     return configure(r, Limit(rate, burst), name, known.get("jitter", JITTER))
 
 
-# The part of the script that is not the algorithm: the clock, the pause, the limit.
-# KEYS[1] the limiter's state (TAT), KEYS[2] the limit (hash), KEYS[3] the loop-wide pause.
+PROBE_FOR = 60.0   # seconds a probe holds the half-open circuit (fetch.py gives its request's timeout and then some)
+
+# The part of the script that is not the algorithm: the clock, the pause, the probe, the limit.
+# KEYS[1] the limiter's state (TAT), KEYS[2] the limit (hash), KEYS[3] the loop-wide pause, KEYS[4] the circuit
+# (hash); ARGV[1] the asker's id (its lease token), ARGV[2] how long its probe may take (ms) before another asks.
 _PROLOGUE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000      -- ms, on Redis's clock
 local paused_until = tonumber(redis.call('GET', KEYS[3]) or '0')
 if paused_until > now then
-  return math.ceil(paused_until - now)                          -- a 429 paused everyone: wait it out
+  return math.ceil(paused_until - now)                          -- a 429 or the circuit paused everyone: wait
+end
+local circuit = redis.call('HMGET', KEYS[4], 'state', 'probe', 'probe_until')
+local probing = circuit[1] == 'open'                            -- open, its pause over: this request probes
+if probing and circuit[2] and circuit[2] ~= ARGV[1] and tonumber(circuit[3]) > now then
+  return math.ceil(math.min(tonumber(circuit[3]) - now, 250))   -- another's probe is out: look again soon
 end
 local limit = redis.call('HMGET', KEYS[2], 'rate', 'burst')
 if not limit[1] or not limit[2] then
@@ -169,8 +180,18 @@ return 0
     # <<<
 
 
+# The slot granted to a request while the circuit is open: it is the probe, until its answer or ARGV[2] ms.
+_EPILOGUE = """
+local wait = gcra()
+if wait == 0 and probing then
+  redis.call('HSET', KEYS[4], 'probe', ARGV[1], 'probe_until', string.format('%.3f', now + tonumber(ARGV[2])))
+end
+return wait
+"""
+
+
 def gcra_script() -> str:
-    return _PROLOGUE + gcra_core()
+    return _PROLOGUE + "local function gcra()\n" + gcra_core() + "\nend\n" + _EPILOGUE
 
 
 _GCRA = Script(gcra_script)   # made at its first call: gcra_core is exercise 4.1
@@ -182,10 +203,15 @@ class GlobalLimiter:
     def __init__(self, r: redis.Redis, name: str = API):
         self.r, self.name, self.keys = r, name, ApiKeys(name)
 
-    def check(self) -> int:
-        """One round trip: 0 means go (the slot is ours), otherwise milliseconds to wait."""
+    def check(self, asker: str = "", probe_for: float = PROBE_FOR) -> int:
+        """One round trip: 0 means go (the slot is ours), otherwise milliseconds to wait.
+
+        `asker` (a lease token) is who probes the API if the slot is the open circuit's probe; no one else
+        asks until its answer, or for `probe_for` seconds (longer than a request may take).
+        """
         try:
-            return int(_GCRA(self.r, keys=[self.keys.state, self.keys.limit, self.keys.pause]))
+            return int(_GCRA(self.r, keys=[self.keys.state, self.keys.limit, self.keys.pause, self.keys.circuit],
+                             args=[asker, int(probe_for * 1000)]))
         except redis.ResponseError as error:
             if "NOLIMIT" in str(error):
                 raise NoLimitError(
@@ -193,7 +219,8 @@ class GlobalLimiter:
                     "limiter.published_limit()) first (starting a run does it).") from None
             raise
 
-    def acquire(self, timeout: float = 60.0, sleep: Callable[[float], None] = time.sleep) -> float:
+    def acquire(self, timeout: float = 60.0, sleep: Callable[[float], None] = time.sleep,
+                asker: str = "", probe_for: float = PROBE_FOR) -> float:
         """Wait until the limiter says go; returns the seconds waited (0.0 when it said go at once).
 
         Waits in this task rather than failing it: a slot is at most a few
@@ -202,7 +229,7 @@ class GlobalLimiter:
         """
         started, waited_once = time.monotonic(), False
         while True:
-            wait_ms = self.check()
+            wait_ms = self.check(asker, probe_for)
             if wait_ms == 0:
                 return time.monotonic() - started if waited_once else 0.0
             waited = time.monotonic() - started

@@ -35,10 +35,12 @@ failed together spread out instead of hitting the API together again.
 What these numbers buy, exactly: MAX_ATTEMPTS = 3 means two retries, waiting at
 most 0.5 s then 1 s, so a station is dead-lettered within about 1.5 s of its first
 failure (plus the requests' own time); CAP is never reached. That fits the fake
-API, whose faults are drawn per request. A real API that is down for a minute
-would dead-letter every station it is asked for meanwhile: for that, raise BASE
-and MAX_ATTEMPTS (e.g. 1 s and 6: waits of up to 1, 2, 4, 8, 8 s), and replay the
-dead letters (`dead_letters.replay`) once it is back.
+API, whose faults are drawn per request, and a station whose requests always fail.
+A real API that is down for a minute is not the stations' fault: after a few
+failures in a row across different batches the circuit breaker opens
+(circuit.py), pauses every worker and probes the API with one request at growing
+intervals; attempts made while it is open do not count, so nothing is
+dead-lettered for the outage, and the day goes on once the API answers.
 """
 from __future__ import annotations
 
@@ -240,10 +242,26 @@ def start_attempt(r: redis.Redis, k: Keys, batch: list[str], holder: str, lease:
         args=[holder, max(1, int(lease * 1000)) if lease is not None else 0, *batch]))
 
 
-def record_cause(r: redis.Redis, k: Keys, stations: list[str], failure: Failure) -> None:
-    """Why the current attempt of `stations` failed: the reason they are dead-lettered with, if it comes to that."""
-    if stations:
-        r.hset(k.causes, mapping=dict.fromkeys(stations, failure.cause()))
+# KEYS[1] holders, KEYS[2] causes; ARGV[1] the holder's token, ARGV[2] the cause (JSON), ARGV[3..] stations.
+# Only stations the token still holds: a stale message never overwrites the cause of another holder's attempt.
+_RECORD_CAUSE = """
+local n = 0
+for i = 3, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[2])
+    n = n + 1
+  end
+end
+return n
+"""
+
+
+def record_cause(r: redis.Redis, k: Keys, stations: list[str], failure: Failure, holder: str) -> int:
+    """Why `holder`'s current attempt of `stations` failed: the reason they are dead-lettered with, if it comes
+    to that. Only for the stations `holder` still holds; how many."""
+    if not stations:
+        return 0
+    return int(r.register_script(_RECORD_CAUSE)(keys=[k.holders, k.causes], args=[holder, failure.cause(), *stations]))
 
 
 def attempts_of(r: redis.Redis, k: Keys, batch: list[str]) -> dict[str, int]:
