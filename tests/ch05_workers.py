@@ -17,7 +17,16 @@ if os.environ.get("CH05_WITHOUT_REPORTING"):
 
 from ch04_rate_limits import client   # noqa: E402
 from ch05_reporting import report   # noqa: E402 (not the report pipeline: its figures only)
-from workshop.celery_app import redis_client   # noqa: E402
+import functools   # noqa: E402
+
+import redis   # noqa: E402
+
+
+@functools.cache
+def redis_client() -> redis.Redis:
+    """The test's own switches are read with a plain client: under REDIS_FAULTS the pipeline's client sends
+    some commands twice, and a DELETE sent twice would answer 0 and the sabotage would never fire."""
+    return redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
 
 app = app_module.app
 KILL_REPORT_KEY, KILLED_REPORT_KEY = "ch05-test:kill-report", "ch05-test:killed-report"
