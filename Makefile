@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 
-.PHONY: venv demo test check lab check-env exercises catch-up check-exercises notebooks bench-feedback bench-api bench-loop bench-limits bench-scale bench-cost bench-capstone test-faults up offline-kit figures docs docs-check slides slides-check
+.PHONY: venv demo test check lab check-env exercises catch-up check-exercises notebooks bench-feedback bench-api bench-loop bench-limits bench-scale bench-cluster bench-cost bench-capstone test-faults up offline-kit figures docs docs-check slides slides-check
 
 # WORKSHOP_OFFLINE_KIT=/path/to/kit (a folder `make offline-kit` wrote): install from its wheels only, no network.
 KIT_PIP := $(if $(WORKSHOP_OFFLINE_KIT),--no-index --find-links "$(WORKSHOP_OFFLINE_KIT)/wheels")
@@ -96,6 +96,9 @@ bench-limits: venv    ## chapter 4's global limiter vs Celery's per-worker rate_
 
 bench-scale: venv     ## chapter 4's loop unthrottled at 1k, 10k, 100k stations: cost per batch, beside Celery's raw ceiling
 	$(call bench_ready,4) PYTHONPATH=$(BENCH_TREE) $(BIN)/python -m ch04_rate_limits.bench_scale $(BENCH_ARGS)
+
+bench-cluster: venv   ## chapter 4's days with their state on 1 Redis vs a 3-master Redis Cluster: stations/s, Redis CPU and commands per node
+	$(call bench_ready,4) PYTHONPATH=$(BENCH_TREE) $(BIN)/python -m workshop.bench_cluster $(BENCH_ARGS)
 
 bench-cost: venv      ## what a day costs: chapter 1's periodic pipeline, chapter 4's loop, chapter 5's budget-aware loop
 	$(call bench_ready,5) PYTHONPATH=$(BENCH_TREE) $(BIN)/python -m ch05_reporting.bench_cost $(BENCH_ARGS)

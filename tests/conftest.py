@@ -280,3 +280,15 @@ def pytest_assertrepr_compare(config, op, left, right):
     import explain   # tests/ is on sys.path (rootdir conftest)
     said = explain.compared(left, right)
     return None if said is None else [f"{type(left).__name__} == {type(right).__name__} differs: {said}"]
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """A real Redis Cluster for the session: three masters from redis-server on free loopback ports, joined by
+    `redis-cli --cluster create`, stopped by their PIDs after. `.url` is a STATE_REDIS_URL; `.flush()` empties it."""
+    from workshop.redis_cluster import LocalCluster, missing_tools
+    if missing_tools():
+        pytest.skip(f"a Redis Cluster needs {' and '.join(missing_tools())} on PATH (apt-get install redis-server)")
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster")).start()
+    yield cluster
+    cluster.stop()

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 
 import redis
 from celery import Celery
 from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -22,6 +24,17 @@ from .redis_provider import NoRedisError
 def _redis_url() -> str:
     # REDIS_URL alone, not every setting: the tasks ask for their client several times a turn.
     return _checked_url(os.environ.get("REDIS_URL"))
+
+
+def _state_url() -> str:
+    """Where the pipeline's state lives: STATE_REDIS_URL when set (a Redis, or a Redis Cluster), else REDIS_URL."""
+    raw = os.environ.get("STATE_REDIS_URL")
+    return _checked_state_url(raw) or _redis_url()
+
+
+@functools.lru_cache(maxsize=8)
+def _checked_state_url(raw: str | None) -> str | None:
+    return settings_mod.parse_value("state_redis_url", raw) if raw is not None else None
 
 
 @functools.lru_cache(maxsize=8)
@@ -47,6 +60,10 @@ RETRIES = 8
 RETRY_ON = (RedisConnectionError, RedisTimeoutError)
 
 
+def _retry() -> Retry:
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES, supported_errors=RETRY_ON)
+
+
 @functools.lru_cache(maxsize=4)
 def _client(url: str) -> redis.Redis:
     """The pipeline's client for `url`: explicit timeouts, and retries that ride out a Redis restart.
@@ -67,11 +84,13 @@ def _client(url: str) -> redis.Redis:
     makes this client lose a seeded share of replies on purpose, so the second run
     really happens: `make test-faults` runs the chapters' tests under it.
     """
+    if url.startswith(settings_mod.CLUSTER_SCHEME + "://"):
+        return _cluster_client(url)
     return redis.Redis.from_url(
         url, decode_responses=True,
         socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT,
         socket_keepalive=True, health_check_interval=HEALTH_CHECK_INTERVAL,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES, supported_errors=RETRY_ON),
+        retry=_retry(),
         # Redundant with the Retry's list, said for the reader; not retry_on_timeout, which
         # Redis() deprecates since redis-py 6.
         retry_on_error=list(RETRY_ON),
@@ -79,13 +98,67 @@ def _client(url: str) -> redis.Redis:
     )
 
 
+class StateCluster(redis.RedisCluster):
+    """redis.RedisCluster where `pipeline()` means what it means on redis.Redis: a MULTI/EXEC transaction.
+
+    RedisCluster's own default is a plain pipeline: the lessons' transactions would quietly run as
+    separate commands. As transactions they stay atomic, and one whose keys span two slots fails
+    (CrossSlotTransactionError) instead of half-running. redis-py's own split of a multi-slot DEL or
+    MGET by slot asks for `pipeline()` and means a plain one: it still gets one.
+    """
+
+    _splitting = threading.local()
+
+    def pipeline(self, transaction=None, shard_hint=None):
+        if transaction is None:
+            transaction = not getattr(self._splitting, "on", False)
+        pipe = super().pipeline(transaction, shard_hint)
+        # ClusterPipeline's eval() takes no arguments (redis-py 8): queue EVAL as redis.Redis's pipeline does.
+        pipe.eval = lambda script, numkeys, *keys_and_args: pipe.execute_command("EVAL", script, numkeys,
+                                                                                 *keys_and_args)
+        return pipe
+
+    def _execute_pipeline_by_slot(self, *args, **kwargs):   # DEL, MGET, ... of keys in several slots
+        self._splitting.on = True
+        try:
+            return super()._execute_pipeline_by_slot(*args, **kwargs)
+        finally:
+            self._splitting.on = False
+
+    def _execute_multi_shard_command(self, *args, **kwargs):
+        self._splitting.on = True
+        try:
+            return super()._execute_multi_shard_command(*args, **kwargs)
+        finally:
+            self._splitting.on = False
+
+
+def _cluster_client(url: str) -> redis.RedisCluster:
+    """The same client for a Redis Cluster (STATE_REDIS_URL=redis+cluster://host:port,...): same timeouts, and
+    the same Retry, which RedisCluster runs itself (it refreshes its map of the slots between two tries).
+
+    It sends each command to the node that holds its key's slot: a script or a MULTI whose keys are in
+    two slots fails there (CROSSSLOT), which is why every key of a day carries the day as a hash tag.
+    A DEL of keys in several slots is split by slot (redis-py: not atomic, one DEL per slot).
+    """
+    return StateCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in settings_mod.cluster_nodes(url)],
+        decode_responses=True,
+        socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT, socket_keepalive=True,
+        # No health_check_interval: RedisCluster passes only some keywords on to its nodes' connections.
+        retry=_retry(),
+        **redis_faults.pool_options(url),
+    )
+
+
 def redis_client() -> redis.Redis:
-    """The Redis a pipeline's tasks keep their state in: the broker's, with str responses.
+    """The Redis a pipeline's tasks keep their state in, with str responses: the broker's (REDIS_URL), or
+    STATE_REDIS_URL's when set, a Redis or a Redis Cluster (redis.RedisCluster: the lessons' code is the same).
 
     The URL is read at call time (a test or notebook may choose it late); one client,
     and so one connection pool, per URL per process.
     """
-    return _client(_redis_url())
+    return _client(_state_url())
 
 
 def use_redis(url: str) -> None:

@@ -28,8 +28,11 @@ import os
 import random
 
 import redis
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode
 from redis.connection import Connection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 
 from . import settings as settings_mod
 
@@ -52,8 +55,10 @@ def pool_options(url: str) -> dict:
     faults = from_environment()
     if faults is None:
         return {}
-    # The class the URL itself would choose (TCP, TLS or a Unix socket), losing replies.
-    return {"connection_class": _faulty(parse_url(url).get("connection_class", Connection), faults, url)}
+    # The class the URL itself would choose (TCP, TLS or a Unix socket), losing replies; a cluster's nodes: TCP.
+    base = Connection if url.startswith(settings_mod.CLUSTER_SCHEME + "://") else \
+        parse_url(url).get("connection_class", Connection)
+    return {"connection_class": _faulty(base, faults, url)}
 
 
 @functools.lru_cache(maxsize=8)
@@ -173,6 +178,10 @@ def _record(name: str, detail: str, url: str) -> None:
 @functools.lru_cache(maxsize=4)
 def _counter(url: str) -> redis.Redis:
     # A plain client: no faults, no retries (a count sent twice would count twice).
+    if url.startswith(settings_mod.CLUSTER_SCHEME + "://"):   # STATE_REDIS_URL: a Redis Cluster
+        nodes = [ClusterNode(host, port) for host, port in settings_mod.cluster_nodes(url)]
+        return redis.RedisCluster(startup_nodes=nodes, decode_responses=True, socket_timeout=5.0,
+                                  socket_connect_timeout=2.0, retry=Retry(NoBackoff(), 0))
     return redis.Redis.from_url(url, decode_responses=True, socket_timeout=5.0, socket_connect_timeout=2.0)
 
 

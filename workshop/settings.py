@@ -126,6 +126,36 @@ def _redis_faults(raw: str) -> RedisFaults | None:
     return faults
 
 
+STATE_REDIS_FORMS = ("a plain Redis as redis://host:port/0 (or rediss://, unix://), or a Redis Cluster as "
+                     "redis+cluster://host:port,host:port (some of its nodes, comma-separated)")
+
+
+def _state_redis_url(raw: str) -> str | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if raw.startswith(CLUSTER_SCHEME + "://"):
+        if cluster_nodes(raw):
+            return raw
+    elif any(raw.startswith(s + "://") for s in ("redis", "rediss", "unix")):
+        return raw
+    raise ValueError(STATE_REDIS_FORMS)
+
+
+CLUSTER_SCHEME = "redis+cluster"
+
+
+def cluster_nodes(url: str) -> list[tuple[str, int]]:
+    """The (host, port) pairs of a redis+cluster:// URL; [] when it has none or one is not host:port."""
+    nodes = []
+    for node in url.partition("://")[2].strip("/").split(","):
+        host, colon, port = node.strip().rpartition(":")
+        if not (host and colon and port.isdigit() and 0 < int(port) < 65536):
+            return []
+        nodes.append((host, int(port)))
+    return nodes
+
+
 @dataclass(frozen=True)
 class Settings:
     """The workshop's configuration. Field NAME is read from the variable NAME in upper case."""
@@ -133,6 +163,9 @@ class Settings:
     # Redis: REDIS_URL wins; otherwise a container of REDIS_IMAGE; otherwise redis-server on PATH.
     redis_url: str | None = None
     redis_image: str = "redis:7-alpine"
+    # The pipeline's state (its sets, loop, leases, runs) on a Redis of its own, e.g. a Redis Cluster
+    # (redis+cluster://host:port,host:port,...); Celery's broker and results stay on REDIS_URL. Unset: REDIS_URL.
+    state_redis_url: str | None = None
     # Off unless set: the pipeline's client loses a seeded share of replies, so redis-py sends those
     # commands again (workshop/redis_faults.py; `make test-faults`).
     redis_faults: RedisFaults | None = None
@@ -182,6 +215,7 @@ class Settings:
 _PARSERS: dict[str, Callable[[str], object]] = {
     "redis_url": _optional_url("redis", "rediss", "unix"),
     "redis_image": _text,
+    "state_redis_url": _state_redis_url,
     "redis_faults": _redis_faults,
     "api_host": _text,
     "api_port": _int(1, 65535),

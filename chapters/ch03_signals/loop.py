@@ -261,13 +261,13 @@ class Loop(FailurePolicy, ProgressReport):
 
     def begin(self, r: redis.Redis, k: keys.LoopKeys, options: dict) -> None:
         """A new loop's bookkeeping: its options, not finished, no turns taken, watched by the watchdog."""
-        with r.pipeline() as p:
+        with r.pipeline() as p:   # MULTI: the day's keys, one slot on a Redis Cluster
             given = {name: value for name, value in options.items() if value is not None}
             if given:
                 p.hset(k.options, mapping=given)
             p.delete(k.finished, k.kicked, k.turns)
-            p.sadd(self.watched, k.day)
             p.execute()
+        r.sadd(self.watched, k.day)   # spans days, so its own slot: outside the transaction
 
     def start(self, r: redis.Redis, day=None, **options) -> str | None:
         """Start the loop if none runs: its owner token, or None if one runs already. Keeps the stop switch."""
@@ -298,6 +298,6 @@ class Loop(FailurePolicy, ProgressReport):
     def forget(self, r: redis.Redis, day=None) -> None:
         """Delete the loop's own keys for the day (not chapter 2's sets): to run the day afresh."""
         k = self.keys(day)
-        r.delete(k.lock, k.stop, k.options, k.finished, k.restarts, k.turns, k.kicked, k.failures, k.poison,
-                 *[k.progress(segment.name) for segment in self.segments])
+        r.delete(k.lock, k.stop, k.options, k.finished, k.restarts, k.turns, k.kicked, k.failures, k.poison)
+        r.delete(*[k.progress(segment.name) for segment in self.segments])   # untagged: a slot each, on a cluster
         r.srem(self.watched, k.day)

@@ -14,8 +14,8 @@ Per loop name ("ch03") and day:
     progress:<loop>:<day>:<segment>   workshop.progress counters, one bar per segment
 
 The day is a hash tag, as in chapter 2's keys: on a Redis Cluster a day's loop keys
-and its sets share one slot, so one script may touch both. `<loop>:loops` spans
-days: no script touches it.
+and its sets share one slot, so one script (or MULTI) may touch both. `<loop>:loops` spans
+days: no script or transaction touches it.
 """
 from __future__ import annotations
 
