@@ -52,7 +52,7 @@ def every_script() -> dict[str, str]:
             if isinstance(value, Script):
                 found[f"{module.__name__}.{name}"] = value.text
     made = set(found.values())
-    pieces = {"_PROLOGUE", "_EPILOGUE", "_END"}   # parts of a script: checked as parts, run inside their whole
+    pieces = {"_PROLOGUE", "_EPILOGUE", "_END", "_FAILED_PROLOGUE", "_FAILED"}   # parts of a script: checked as parts, run inside their whole
     for module in modules():
         for name, value in vars(module).items():
             if isinstance(value, str) and "redis.call" in value and value not in made and name not in pieces \
@@ -166,7 +166,7 @@ def strict(cluster):
 def test_every_script_runs_on_a_cluster_with_its_keys_in_one_slot(strict):
     from ch02_segmented import stages
     from ch03_signals import lock, pipeline as ch03_pipeline
-    from ch04_rate_limits import dead_letters, fetch, leases, limiter, pause, retries
+    from ch04_rate_limits import circuit, dead_letters, fetch, leases, limiter, pause, retries
     from ch04_rate_limits.keys import for_day
     from ch05_reporting import budget, pipeline as ch05_pipeline, runs
     r, k = strict, for_day(DAY)
@@ -190,6 +190,9 @@ def test_every_script_runs_on_a_cluster_with_its_keys_in_one_slot(strict):
     limiter.configure(r, limiter.Limit(1000.0, 10))
     assert limiter.GlobalLimiter(r).check() == 0
     assert pause.pause(r, 0.01, "a test") > 0
+    down = retries.Failure("5xx", "a test", True)
+    assert not circuit.failed(r, down, ids[:2], "call-a:0").open
+    assert not circuit.succeeded(r, "call-b:0"), "it was not open"
 
     holder, failure = "task-a:0", retries.Failure("5xx", "a test", True)
     taken = leases.lease(r, k, 4, 30, holder)
@@ -197,6 +200,7 @@ def test_every_script_runs_on_a_cluster_with_its_keys_in_one_slot(strict):
     assert leases.extend(r, k, taken, 30, holder) == 4
     assert retries.count_delivery(r, k, taken, holder).held == taken
     assert retries.start_attempt(r, k, taken, holder, lease=30) == taken
+    assert retries.record_cause(r, k, taken, failure, holder) == 4
     assert leases.hand_over(r, k, taken, holder, "task-a:1", 30) == 4
     holder = "task-a:1"
     assert fetch.settle(r, k, taken[:2], {s: [] for s in taken[:2]}, holder) == 2
@@ -221,6 +225,7 @@ def test_every_script_runs_on_a_cluster_with_its_keys_in_one_slot(strict):
     progress.advance(r, lk.progress("fetch"), done=2)
     lua_mod.append_once(r, f"history:{{{DAY}}}", {"a": 1}, 10)
     lua_mod.push_once(r, f"log:{{{DAY}}}", ["x"], 10)
+    assert lua_mod.incr_once(r, lk.restarts) == 1
     ch05_pipeline.reset(r, DAY)
     assert not r.exists(k.stations, k.pending, k.dead_letters, lk5.lock), "the day forgotten: DEL split by slot"
 

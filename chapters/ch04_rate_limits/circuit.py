@@ -52,6 +52,8 @@ from typing import NamedTuple
 
 import redis
 
+from workshop.lua import Script
+
 from . import pause
 from .keys import API, ApiKeys
 from .retries import MAX_ATTEMPTS, Failure
@@ -161,6 +163,10 @@ def failed_script() -> str:
     return _FAILED_PROLOGUE + pause.pause_core() + _FAILED
 
 
+_FAILED_SCRIPT = Script(failed_script)   # made at its first call: pause_core is exercise 4.2
+_SUCCEEDED_SCRIPT = Script(_SUCCEEDED)
+
+
 def counts(failure: Failure) -> bool:
     """Whether the circuit counts this failure: one that says the API is not answering."""
     return failure.reason in KINDS
@@ -176,8 +182,8 @@ def failed(r: redis.Redis, failure: Failure, batch: list[str], call: str, name: 
         now = state(r, name)
         return Verdict(now["state"] != "closed", now["failures"], now["next_probe_in"] or 0.0, "")
     k = ApiKeys(name)
-    raw = r.register_script(failed_script())(
-        keys=[k.pause, k.state, k.limit, k.circuit, k.pauses, k.circuit_call(call)],
+    raw = _FAILED_SCRIPT(
+        r, keys=[k.pause, k.state, k.limit, k.circuit, k.pauses, k.circuit_call(call)],
         args=[call, failure.reason, AFTER, int(FIRST * 1000), int(CAP * 1000), CALL_TTL, pause.KEEP, *batch])
     is_open, failures, wait_ms, event = json.loads(raw)
     verdict = Verdict(is_open == "open", int(failures), max(0.0, float(wait_ms)) / 1000, event)
@@ -192,7 +198,7 @@ def failed(r: redis.Redis, failure: Failure, batch: list[str], call: str, name: 
 def succeeded(r: redis.Redis, call: str, name: str = API) -> bool:
     """A request was answered: the API is up. Closes the circuit, the count forgotten; True if it was open."""
     k = ApiKeys(name)
-    closed = r.register_script(_SUCCEEDED)(keys=[k.circuit, k.circuit_call(call)], args=[CALL_TTL]) == "closed"
+    closed = _SUCCEEDED_SCRIPT(r, keys=[k.circuit, k.circuit_call(call)], args=[CALL_TTL]) == "closed"
     if closed:
         log.warning("circuit closed: the API answered again")
     return closed

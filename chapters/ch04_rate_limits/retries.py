@@ -258,12 +258,15 @@ return n
 """
 
 
+_RECORD_CAUSE_SCRIPT = Script(_RECORD_CAUSE)
+
+
 def record_cause(r: redis.Redis, k: Keys, stations: list[str], failure: Failure, holder: str) -> int:
     """Why `holder`'s current attempt of `stations` failed: the reason they are dead-lettered with, if it comes
     to that. Only for the stations `holder` still holds; how many."""
     if not stations:
         return 0
-    return int(r.register_script(_RECORD_CAUSE)(keys=[k.holders, k.causes], args=[holder, failure.cause(), *stations]))
+    return int(_RECORD_CAUSE_SCRIPT(r, keys=[k.holders, k.causes], args=[holder, failure.cause(), *stations]))
 
 
 def attempts_of(r: redis.Redis, k: Keys, batch: list[str]) -> dict[str, int]:

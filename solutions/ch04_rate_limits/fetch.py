@@ -49,6 +49,7 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from workshop.celery_app import redis_client
+from workshop.lua import Script
 from ch02_segmented.fetch import API_ERRORS
 from ch02_segmented.keys import RAW_TTL
 from ch03_signals import keys as loop_keys, lock as ch03_lock, loop as ch03_loop
@@ -108,13 +109,17 @@ return settled
 """
 
 
+_SETTLE_SCRIPT = Script(_SETTLE)
+
+
 def settle(r: redis.Redis, k: Keys, batch: list[str], readings: dict[str, list], holder: str) -> int:
     """Store the readings of the stations `holder` holds and move them from in flight to fetched, all
     at once, attempts forgotten; how many it held."""
     args = [RAW_TTL, holder]
     for station in batch:
         args += [station, json.dumps(readings[station])]
-    return int(r.register_script(_SETTLE)(
+    return int(_SETTLE_SCRIPT(
+        r,
         keys=[k.in_flight, k.pending, k.fetched, k.transformed, k.persisted, k.dead_letters,
               k.holders, k.attempts, k.causes, *[k.raw(station) for station in batch]], args=args))
 
