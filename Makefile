@@ -78,7 +78,7 @@ notebooks: venv       ## execute every chapter notebook on the solutions, save i
 	$(BIN)/python -m workshop.notebooks run $(NOTEBOOKS)
 
 bench-feedback: venv  ## per exercise: seconds to a verdict on the stub, a wrong attempt and the solution (about 3 min)
-	$(BIN)/python -m workshop.bench_feedback $(BENCH_ARGS)
+	$(BIN)/python -m workshop.bench_feedback --out slides/figures/feedback.json $(BENCH_ARGS)
 
 bench-api: venv       ## the fake API's throughput
 	$(BIN)/python -m workshop bench-api

@@ -15,7 +15,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -27,6 +27,8 @@ from matplotlib.text import Text
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "slides" / "figures"
+sys.path.insert(0, str(ROOT))   # the kit, run as `python slides/figures.py` from a checkout
+from workshop import machine as machine_mod   # noqa: E402
 
 # name -> (module, arguments): small days, so the whole set runs in minutes.
 BENCHMARKS = {
@@ -289,9 +291,22 @@ def _pipelines_table(results: dict, extra: dict[str, list] | None = None) -> str
 def measured(name: str) -> str:
     """When and on what machine a benchmark measured its figures: the prose says it beside them."""
     made = json.loads((OUT / "made.json").read_text())
-    at, box = made[name]["at"][:10], made.get("machine", {})
-    where = f"{box['cpu']}, {box['cpus']} cores" if box.get("cpu") else f"{box.get('cpus', '?')} cores"
-    return f"on {at} by `make figures` ({where}, Python {box.get('python', '?')})"
+    return machine_mod.said({"at": made[name]["at"], "machine": made.get("machine", {})}, "make figures")
+
+
+def feedback_values() -> dict[str, str]:
+    """`make bench-feedback`'s figures (feedback.json, written by `make bench-feedback`), when there are some."""
+    path = OUT / "feedback.json"
+    if not path.exists():
+        return {}
+    feedback = json.loads(path.read_text())
+    rows, cell = feedback["rows"], (lambda s: "-" if s is None else f"{s:.1f} s")
+    times = [row[k] for row in rows for k in ("stub_s", "wrong_s", "solution_s") if row[k] is not None]
+    return {"measured.feedback": machine_mod.said(feedback, "make bench-feedback"),
+            "feedback.median": f"{statistics.median(times):.1f} s", "feedback.slowest": f"{max(times):.1f} s",
+            "feedback.table": _table(["exercise", "on the stub", "a wrong attempt", "on the solution"], [
+                [row["exercise"], cell(row["stub_s"]), cell(row["wrong_s"]), cell(row["solution_s"])]
+                for row in rows])}
 
 
 def prose_values(loop: dict, limits: dict, cost: dict, capstone: dict) -> dict[str, str]:
@@ -299,6 +314,7 @@ def prose_values(loop: dict, limits: dict, cost: dict, capstone: dict) -> dict[s
     v = {f"measured.{name}": measured(name) for name in BENCHMARKS}
     made = json.loads((OUT / "made.json").read_text())
     v["measured.cores"] = str(made.get("machine", {}).get("cpus", "?"))
+    v.update(feedback_values())
 
     periodic, segmented, looped = loop["results"].values()
     v["loop.pipelines"] = _pipelines_table(loop["results"])
@@ -375,21 +391,9 @@ def prose_values(loop: dict, limits: dict, cost: dict, capstone: dict) -> dict[s
     return v
 
 
-def cpu_model() -> str:
-    """The processor's name, as the OS gives it (what `make docs` prints beside every measured figure)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
 def machine(tree: str) -> dict:
     """What measured the figures: the prose quotes it beside them (`make docs`)."""
-    return {"cpu": cpu_model(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-            "system": f"{platform.system()} {platform.machine()}", "tree": tree}
+    return machine_mod.describe(tree)
 
 
 def main(argv: list[str] | None = None) -> int:

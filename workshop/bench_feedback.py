@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import datetime as dt
+import json
 import os
 import shutil
 import statistics
@@ -25,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import exercises, target
+from . import exercises, machine, target
 
 EACH_AT_MOST, MEDIAN_AT_MOST = 10.0, 5.0   # seconds
 COPIED = ("solutions", "chapters", "workshop", "tests", "pyproject.toml")
@@ -117,9 +119,15 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workshop.bench_feedback", description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", metavar="N.M", help="these exercises only")
+    parser.add_argument("--out", metavar="FILE", help="also write the figures there as JSON (make docs quotes them "
+                                                      "from slides/figures/feedback.json)")
     args = parser.parse_args(argv)
     rows = measure(target.ROOT, args.only)
     print(table(rows))
+    if args.out:
+        made = {"at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "machine": machine.describe("solutions"), "rows": rows}
+        Path(args.out).write_text(json.dumps(made, indent=1) + "\n")
     misses = verdicts(rows)
     for miss in misses:
         print(f"MISS {miss}")

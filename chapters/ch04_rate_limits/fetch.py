@@ -51,7 +51,7 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from workshop.celery_app import redis_client
-from workshop.lua import Script
+from workshop.lua import Script, call_mark, once
 from ch02_segmented.fetch import API_ERRORS
 from ch02_segmented.keys import RAW_TTL
 from ch03_signals import keys as loop_keys, lock as ch03_lock, loop as ch03_loop
@@ -91,7 +91,7 @@ def lease_seconds() -> float:
 # Only stations the token holds: a late duplicate settles nothing, and moves nothing further back.
 _SETTLE = """
 local settled = 0
-for i = 10, #KEYS do
+for i = 10, #KEYS - 1 do   -- the last key is the call's own (workshop.lua.once)
   local station = ARGV[2 * (i - 9) + 1]
   if redis.call('HGET', KEYS[7], station) == ARGV[2] then
     redis.call('SET', KEYS[i], ARGV[2 * (i - 9) + 2], 'EX', tonumber(ARGV[1]))
@@ -111,7 +111,7 @@ return settled
 """
 
 
-_SETTLE_SCRIPT = Script(_SETTLE)
+_SETTLE_SCRIPT = Script(once(_SETTLE))   # sent twice, it answers what it did the first time
 
 
 def settle(r: redis.Redis, k: Keys, batch: list[str], readings: dict[str, list], holder: str) -> int:
@@ -123,7 +123,8 @@ def settle(r: redis.Redis, k: Keys, batch: list[str], readings: dict[str, list],
     return int(_SETTLE_SCRIPT(
         r,
         keys=[k.in_flight, k.pending, k.fetched, k.transformed, k.persisted, k.dead_letters,
-              k.holders, k.attempts, k.causes, *[k.raw(station) for station in batch]], args=args))
+              k.holders, k.attempts, k.causes, *[k.raw(station) for station in batch], call_mark(k.in_flight)],
+        args=args))
 
 
 def sender(day: str, headers: dict) -> loop_keys.LoopKeys | None:

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import redis
 
-from workshop.lua import Script
+from workshop.lua import Script, call_mark, once
 
 from ch02_segmented import stages
 
@@ -51,7 +51,8 @@ return 1
 """
 
 
-_BURY_SCRIPT, _SET_ASIDE_SCRIPT = Script(_BURY), Script(_SET_ASIDE)
+# Sent twice, each answers what it did the first time (workshop.lua.once; its last key is the call's own).
+_BURY_SCRIPT, _SET_ASIDE_SCRIPT = Script(once(_BURY)), Script(once(_SET_ASIDE))
 
 
 def _record(failure: Failure, attempts: int) -> str:
@@ -68,14 +69,16 @@ def bury(r: redis.Redis, k: Keys, batch: list[str], failure: Failure,
     args: list = [holder or ""]
     for station in batch:
         args += [station, _record(failure, attempts if isinstance(attempts, int) else attempts.get(station, 0))]
-    return _BURY_SCRIPT(r, keys=[k.in_flight, k.pending, k.dead_letters, k.holders, k.causes, k.attempts],
+    return _BURY_SCRIPT(r, keys=[k.in_flight, k.pending, k.dead_letters, k.holders, k.causes, k.attempts,
+                                 call_mark(k.dead_letters)],
                                     args=args)
 
 
 def set_aside(r: redis.Redis, k: Keys, source: str, station: str, failure: Failure, failures: int) -> bool:
     """Dead-letter a poison station straight from the stage its segment takes batches from; False if it
     was not there any more."""
-    return _SET_ASIDE_SCRIPT(r, keys=[source, k.dead_letters], args=[station, _record(failure, failures)]) == 1
+    return _SET_ASIDE_SCRIPT(r, keys=[source, k.dead_letters, call_mark(k.dead_letters)],
+                             args=[station, _record(failure, failures)]) == 1
 
 
 def dead_letters(r: redis.Redis, k: Keys) -> dict[str, dict]:

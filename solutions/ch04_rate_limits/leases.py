@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import redis
 
-from workshop.lua import Script, once
+from workshop.lua import Script, call_mark, once
 
 from .keys import Keys
 
@@ -115,8 +115,10 @@ return released
 """
 
 
-_LEASE_ONCE, _EXTEND_SCRIPT = Script(once(_LEASE)), Script(_EXTEND)
-_HAND_OVER_SCRIPT, _RELEASE_SCRIPT = Script(_HAND_OVER), Script(_RELEASE)
+# Each sent twice (redis-py, after a lost reply) answers what it did the first time (workshop.lua.once: its
+# last key is the call's own): a repeat would otherwise find the work done and answer 0, or nothing.
+_LEASE_ONCE, _EXTEND_SCRIPT = Script(once(_LEASE)), Script(once(_EXTEND))
+_HAND_OVER_SCRIPT, _RELEASE_SCRIPT = Script(once(_HAND_OVER)), Script(once(_RELEASE))
 
 
 def _ms(seconds: float) -> int:
@@ -161,7 +163,8 @@ def extend(r: redis.Redis, k: Keys, stations: list[str], seconds: float, holder:
     """Move the deadline of those `stations` `holder` holds to `seconds` from now; how many it holds."""
     if not stations:
         return 0
-    return int(_EXTEND_SCRIPT(r, keys=[k.in_flight, k.holders], args=[_ms(seconds), holder, *stations]))
+    return int(_EXTEND_SCRIPT(r, keys=[k.in_flight, k.holders, call_mark(k.in_flight)],
+                              args=[_ms(seconds), holder, *stations]))
 
 
 def hand_over(r: redis.Redis, k: Keys, stations: list[str], holder: str, successor: str, seconds: float,
@@ -170,7 +173,7 @@ def hand_over(r: redis.Redis, k: Keys, stations: list[str], holder: str, success
     was not the batch's fault (a 429). How many were handed over."""
     if not stations:
         return 0
-    return int(_HAND_OVER_SCRIPT(r, keys=[k.in_flight, k.holders, k.attempts],
+    return int(_HAND_OVER_SCRIPT(r, keys=[k.in_flight, k.holders, k.attempts, call_mark(k.in_flight)],
                                              args=[holder, successor, _ms(seconds), int(uncount), *stations]))
 
 
@@ -185,7 +188,7 @@ def release(r: redis.Redis, k: Keys, stations: list[str], holder: str, *, prefix
     if not stations:
         return []
     return _RELEASE_SCRIPT(
-        r, keys=[k.in_flight, k.holders, k.pending, k.attempts, k.causes],
+        r, keys=[k.in_flight, k.holders, k.pending, k.attempts, k.causes, call_mark(k.in_flight)],
         args=[holder, "prefix" if prefix else "exact", int(uncount), cause, *stations])
 
 
@@ -213,7 +216,7 @@ def reap(r: redis.Redis, k: Keys, limit: int = 1000) -> list[str]:
     One script, so a station is never in both places nor in neither, and two
     reapers running at once cannot bring the same station back twice.
     """
-    return _REAPER(r, keys=[k.in_flight, k.pending, k.holders], args=[limit])
+    return _REAPER(r, keys=[k.in_flight, k.pending, k.holders, call_mark(k.in_flight)], args=[limit])
 
 
 def in_flight(r: redis.Redis, k: Keys) -> dict[str, float]:
@@ -223,4 +226,4 @@ def in_flight(r: redis.Redis, k: Keys) -> dict[str, float]:
     return {station: (deadline - now) / 1000 for station, deadline in r.zrange(k.in_flight, 0, -1, withscores=True)}
 
 
-_REAPER = Script(reaper_script)   # made at its first call: reaper_script is exercise 4.4
+_REAPER = Script(lambda: once(reaper_script()))   # made at its first call: reaper_script is exercise 4.4
