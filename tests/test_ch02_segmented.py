@@ -270,6 +270,7 @@ def test_upsert_twice_keeps_one_row_per_station_with_the_newer_values(db, k, set
     assert_rows_equal(database.rows(db, k.day), expected)
 
 
+@pytest.mark.wrong_attempt("2.3")
 def test_an_upsert_that_ignores_conflicts_is_named_by_its_stale_field(db, k, settings, monkeypatch):
     """The common first try of 2.3, INSERT OR IGNORE: no error, no duplicate, and a stale row the
     verdict names by station and field."""

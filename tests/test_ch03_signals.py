@@ -227,6 +227,7 @@ return 1
 """
 
 
+@pytest.mark.wrong_attempt("3.4")
 def test_a_refresh_that_forgets_its_own_repeat_fails_3_4_saying_so(redis, monkeypatch):
     """A plausible 3.4: the lock and the turn checked, but a repeat of the same call answers 0."""
     monkeypatch.setattr(lock, "_REFRESH", Script(WITHOUT_REPEAT))
@@ -336,6 +337,7 @@ def ends_without_looking_again(self, r, day, owner, countdown=0.0, turn=Turn()):
     return self.end(r, k, owner, "finish")
 
 
+@pytest.mark.wrong_attempt("3.3")
 def test_a_turn_that_ignores_a_late_kick_fails_3_3_naming_the_stranded_stations(redis, k, monkeypatch):
     monkeypatch.setattr(Loop, "advance", ends_without_looking_again)
     with pytest.raises(AssertionError) as failed:

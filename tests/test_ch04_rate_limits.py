@@ -89,6 +89,7 @@ return 0
 """
 
 
+@pytest.mark.wrong_attempt("4.1")
 def test_a_limiter_one_request_over_its_burst_fails_4_1_naming_the_request(redis, monkeypatch):
     monkeypatch.setattr(limiter, "_GCRA", Script(lambda: limiter._PROLOGUE + ONE_TOO_MANY))
     with pytest.raises(AssertionError) as failed:
