@@ -207,13 +207,18 @@ def race(redis, redis_server, barrier: str, seconds: float, before_go=lambda: No
         for gate in gates:
             gate.r.ping()
         grants: list[float] = []
-        lock = threading.Lock()
-        before_go()
-        end = time.time() + seconds
-        redis.rpush(f"{barrier}:go", *[end] * len(callers))
-        here = [threading.Thread(target=ask_until, args=(gate, end, grants, lock)) for gate in gates]
+        lock, go, window = threading.Lock(), threading.Event(), {}
+
+        def ask_from_the_go(gate):   # this process's callers are started before the go, as the others are
+            go.wait()
+            ask_until(gate, window["end"], grants, lock)
+        here = [threading.Thread(target=ask_from_the_go, args=(gate,)) for gate in gates]
         for thread in here:
             thread.start()
+        before_go()
+        window["end"] = end = time.time() + seconds
+        redis.rpush(f"{barrier}:go", *[end] * len(callers))
+        go.set()
         for thread in here:
             thread.join()
         per_process = []

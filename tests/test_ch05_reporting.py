@@ -127,6 +127,7 @@ def test_5_1_the_report_pipelines_handler_is_connected_to_the_loops_run_finished
     from ch05_reporting import reporting   # as a worker does: listed in the app's include
     importlib.reload(reporting)   # imported a second time (a module run as a script, a test): connects nothing more
     reached = []
+    monkeypatch.setattr(reporting, "redis_client", lambda: None)   # the handler's send is recorded: no Redis needed
     monkeypatch.setattr(reporting, "send_report", lambda r, run: reached.append(run))
     signal.send(sender=pipeline.LOOP, run="2030-02-04.1", day="2030-02-04", outcome="finished")
     if not reached:

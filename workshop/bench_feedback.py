@@ -57,7 +57,8 @@ def wrong_attempts(tests: Path) -> dict[str, list[str]]:
 
 
 def measure(root: Path, only: list[str] | None = None) -> list[dict]:
-    chosen = [e for e in exercises.list_exercises(root) if not only or e.id in only]
+    ids = dict.fromkeys(e.id for e in exercises.list_exercises(root))   # an exercise in parts is listed once
+    chosen = [i for i in ids if not only or i in only]
     wrong = wrong_attempts(root / "tests")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-feedback-") as tmp:
@@ -68,15 +69,15 @@ def measure(root: Path, only: list[str] | None = None) -> list[dict]:
             (shutil.copytree if source.is_dir() else shutil.copy2)(source, copy / name)
         caught_up = 0
         for exercise in chosen:
-            chapter = int(exercise.id.split(".")[0])
-            if chapter != caught_up:   # chapters before this one hold their solutions, this one its stubs
+            chapter = int(exercise.split(".")[0])
+            if chapter != caught_up and chapter > 1:   # the chapters before hold their solutions, this one its stubs
                 subprocess.run([sys.executable, "-m", "workshop", "catch-up", str(chapter), "--root", str(copy)],
                                cwd=copy, check=True, stdout=subprocess.DEVNULL)
                 caught_up = chapter
-            stub, stub_rc = _pytest(copy, "--exercise", exercise.id, "--target", "chapters")
-            solved, solved_rc = _pytest(root, "--exercise", exercise.id, "--target", "solutions")
-            mistaken = [_pytest(root, node, "--target", "solutions") for node in wrong.get(exercise.id, [])]
-            rows.append({"exercise": exercise.id, "stub_s": stub, "stub_failed": stub_rc == 1,
+            stub, stub_rc = _pytest(copy, "--exercise", exercise, "--target", "chapters")
+            solved, solved_rc = _pytest(root, "--exercise", exercise, "--target", "solutions")
+            mistaken = [_pytest(root, node, "--target", "solutions") for node in wrong.get(exercise, [])]
+            rows.append({"exercise": exercise, "stub_s": stub, "stub_failed": stub_rc == 1,
                          "wrong_s": max((s for s, _ in mistaken), default=None),
                          "wrong_named": all(rc == 0 for _, rc in mistaken) if mistaken else None,
                          "solution_s": solved, "solution_passed": solved_rc == 0})
