@@ -115,6 +115,12 @@ return released
 """
 
 
+def lease_script() -> str:
+    """The lease's Lua (KEYS 1-4 and ARGV as above), without `once`: for a script that leases among other
+    steps (turn.py), which keeps its own answer."""
+    return _LEASE
+
+
 _LEASE_ONCE, _EXTEND_SCRIPT = Script(once(_LEASE)), Script(_EXTEND)
 _HAND_OVER_SCRIPT, _RELEASE_SCRIPT = Script(_HAND_OVER), Script(_RELEASE)
 
