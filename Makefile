@@ -94,7 +94,7 @@ bench-loop: venv      ## chapter 1's periodic pipeline, chapter 2's segments on 
 bench-limits: venv    ## chapter 4's global limiter vs Celery's per-worker rate_limit (and chapter 1), two workers
 	$(call bench_ready,4) PYTHONPATH=$(BENCH_TREE) $(BIN)/python -m ch04_rate_limits.bench $(BENCH_ARGS)
 
-bench-scale: venv     ## chapter 4's loop unthrottled at 1k, 10k, 100k stations: cost per batch, beside Celery's raw ceiling
+bench-scale: venv     ## chapter 4's loop unthrottled at 1k, 10k, 100k stations: cost per batch; a turn vs a raw task making the same API call (exits 1 on a miss)
 	$(call bench_ready,4) PYTHONPATH=$(BENCH_TREE) $(BIN)/python -m ch04_rate_limits.bench_scale $(BENCH_ARGS)
 
 bench-cluster: venv   ## chapter 4's days with their state on 1 Redis vs a 3-master Redis Cluster: stations/s, Redis CPU and commands per node

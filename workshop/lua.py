@@ -49,6 +49,27 @@ class Script:
             r.script_load(self.text)   # this Redis has not seen it yet (or forgot it): once, then by SHA
             return r.evalsha(self.sha, len(keys), *keys, *args)
 
+    def call(self, keys: Sequence = (), args: Sequence = ()) -> tuple:
+        """This script with its keys and arguments, to send with others in one round trip (`pipelined`)."""
+        return self, tuple(keys), tuple(args)
+
+
+def pipelined(r: redis.Redis, *calls: tuple) -> list:
+    """Several scripts (`Script.call(...)`) in one round trip, not a transaction: their answers, in order, an
+    error answer as the exception (not raised), for the caller to judge. A script this Redis does not know yet
+    did not run: it is loaded and sent again on its own, once."""
+    with r.pipeline(transaction=False) as p:
+        for script, keys, args in calls:
+            p.evalsha(script.sha, len(keys), *keys, *args)
+        answers = p.execute(raise_on_error=False)
+    for i, (script, keys, args) in enumerate(calls):
+        if isinstance(answers[i], NoScriptError):
+            try:
+                answers[i] = script(r, keys, args)
+            except redis.ResponseError as error:
+                answers[i] = error
+    return answers
+
 
 ANSWER_TTL = 3600   # seconds a call's answer is kept for a repeat: far longer than redis-py's retries take
 

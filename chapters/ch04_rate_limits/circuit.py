@@ -197,11 +197,39 @@ def failed(r: redis.Redis, failure: Failure, batch: list[str], call: str, name: 
 
 def succeeded(r: redis.Redis, call: str, name: str = API) -> bool:
     """A request was answered: the API is up. Closes the circuit, the count forgotten; True if it was open."""
+    script, keys, args = succeeded_call(call, name)
+    return heard(script(r, keys, args))
+
+
+def succeeded_call(call: str, name: str = API) -> tuple:
+    """`succeeded`'s script call, to send with others in one round trip (workshop.lua.pipelined); its
+    answer read by `heard`."""
     k = ApiKeys(name)
-    closed = _SUCCEEDED_SCRIPT(r, keys=[k.circuit, k.circuit_call(call)], args=[CALL_TTL]) == "closed"
+    return _SUCCEEDED_SCRIPT.call(keys=[k.circuit, k.circuit_call(call)], args=[CALL_TTL])
+
+
+def heard(answer) -> bool:
+    """`succeeded`'s answer: True if the circuit was open (and is closed now)."""
+    if isinstance(answer, Exception):
+        raise answer
+    closed = answer == "closed"
     if closed:
         log.warning("circuit closed: the API answered again")
     return closed
+
+
+# KEYS[1] the circuit; ARGV[1] the asker. Safe twice: the second run finds no probe of its.
+_NO_PROBE = """
+if redis.call('HGET', KEYS[1], 'probe') == ARGV[1] then redis.call('HDEL', KEYS[1], 'probe', 'probe_until') end
+return 1
+"""
+_SUCCEEDED_SCRIPT, _NO_PROBE_SCRIPT = Script(_SUCCEEDED), Script(_NO_PROBE)
+
+
+def not_probing(r: redis.Redis, asker: str, name: str = API) -> None:
+    """`asker` took a slot it will not use (its message was stale): if the slot was the open circuit's probe,
+    it is the next asker's, not held until its time runs out."""
+    _NO_PROBE_SCRIPT(r, keys=[ApiKeys(name).circuit], args=[asker])
 
 
 def state(r: redis.Redis, name: str = API) -> dict:

@@ -117,6 +117,12 @@ return released
 """
 
 
+def lease_script() -> str:
+    """The lease's Lua (KEYS 1-4 and ARGV as above), without `once`: for a script that leases among other
+    steps (turn.py), which keeps its own answer."""
+    return _LEASE
+
+
 # Each sent twice (redis-py, after a lost reply) answers what it did the first time (workshop.lua.once: its
 # last key is the call's own): a repeat would otherwise find the work done and answer 0, or nothing.
 _LEASE_ONCE, _EXTEND_SCRIPT = Script(once(_LEASE)), Script(once(_EXTEND))

@@ -33,12 +33,11 @@ from celery import Task
 from celery.signals import task_success
 
 from workshop.celery_app import redis_client
-from ch03_signals import lock
 from ch03_signals.keys import LoopKeys
 from ch03_signals.loop import Loop, Segment, Step
 from ch03_signals.messages import LEAD, Turn
 
-from . import circuit, dead_letters, leases, pause, retries
+from . import circuit, dead_letters, leases, pause, retries, turn as fused_turn
 from .fetch import lease_seconds
 from .keys import for_day
 
@@ -66,6 +65,7 @@ class LeasedLoop(Loop):
         self.fetch = self.segments[0]
         self.waiting = Segment("wait", tick, source="pending", batch_size=lambda: 0)
         self.width = width
+        self._fetched: set[tuple[str, str]] = set()   # (day, owner) of loops whose pending ran empty (fetch_turn)
 
     # ---------------------------------------------------------------- signals
 
@@ -78,7 +78,15 @@ class LeasedLoop(Loop):
     def continue_chain(self, r: redis.Redis, day: str, owner: str, turn: Turn, countdown: float = 0.0) -> str:
         """The lead goes on as in chapter 3; a helper leases its next batch, or ends and wakes the lead."""
         if turn.chain == LEAD:
-            return super().continue_chain(r, day, owner, turn, countdown)
+            if (day, owner) not in self._fetched and self.takes_work(r, day, self.fetch) and self.may_lease(r, day):
+                fetched = self.fetch_turn(r, day, owner, turn, countdown)   # fetching: one round trip
+                if fetched not in ("stopped", "none"):
+                    return fetched
+                if fetched == "none":   # pending is empty: this loop's later turns go chapter 3's way at once
+                    if len(self._fetched) > 64:   # loops of days long over
+                        self._fetched.clear()
+                    self._fetched.add((day, owner))
+            return super().continue_chain(r, day, owner, turn, countdown)   # nothing taken yet: chapter 3's turn
         helped = self.help(r, day, owner, turn, countdown)
         if helped != "fetch":
             self.wake_lead(r, day)
@@ -130,9 +138,37 @@ class LeasedLoop(Loop):
 
     # ---------------------------------------------------------------- one turn
 
+    def may_lease(self, r: redis.Redis, day: str) -> bool:
+        """Whether a chain may lease another batch now: always, here (chapter 5: not once the budget is spent)."""
+        return True
+
     def lease(self, r: redis.Redis, day: str, task_id: str) -> list[str]:
         """Lease the next batch (the smallest pending ids, expired leases brought back first) for task `task_id`."""
+        if not self.may_lease(r, day):
+            return []
         return leases.lease(r, for_day(day), self.fetch.batch_size(), lease_seconds(), leases.token(task_id))
+
+    def fetch_turn(self, r: redis.Redis, day: str, owner: str, turn: Turn, countdown: float = 0.0) -> str:
+        """A fetch chain's turn in one round trip (turn.py: the stop switch, the turn, the lease): "fetch" (a
+        batch sent), "lost", or, with nothing taken, "stopped" or "none" (nothing to lease). The lead takes
+        its fetch turns here too, and chapter 3's turn (`advance`) once there is nothing to lease."""
+        k = self.keys(day)
+        if self.report_due(k.day):
+            self.report(r, k)
+        following = turn.next()
+        answer, batch = fused_turn.take(r, k, owner, turn, following, self.ttl_ms(), self.fetch.batch_size(),
+                                        lease_seconds())
+        if answer == "expired":   # the turn is ours; an expired lease comes back first (the reaper), then a batch
+            answer, batch = "leased", self.lease(r, k.day, following.task_id)
+        if answer != "leased":
+            return answer
+        if not batch:   # (rare: chapter 5's budget spent meanwhile) a helper ends, the lead waits
+            if turn.chain != LEAD:
+                return "done"
+            self.send(Step(self.waiting, []), k.day, owner, following, countdown)
+            return self.waiting.name
+        Loop.send(self, Step(self.fetch, batch), k.day, owner, following, countdown)
+        return "fetch"
 
     def next_step(self, r: redis.Redis, day) -> Step | None:
         """Chapter 3's next step, but never past fetch while a lease is in flight: wait for it instead."""
@@ -163,17 +199,10 @@ class LeasedLoop(Loop):
 
     def help(self, r: redis.Redis, day: str, owner: str, turn: Turn, countdown: float = 0.0) -> str:
         """One turn of a helper chain: "stopped", "lost", "done" (nothing to lease) or "fetch" (a batch sent)."""
-        k = self.keys(day)
-        if r.exists(k.stop):
-            return "stopped"
-        following = turn.next()
-        if not lock.refresh(r, k.lock, k.turns, owner, turn.chain, turn.number, following.task_id, self.ttl_ms()):
-            return "lost"
-        batch = self.lease(r, k.day, following.task_id)
-        if not batch:
+        if not self.may_lease(r, day):
             return "done"
-        Loop.send(self, Step(self.fetch, batch), k.day, owner, following, countdown)
-        return "fetch"
+        helped = self.fetch_turn(r, day, owner, turn, countdown)
+        return "done" if helped == "none" else helped
 
     def start(self, r: redis.Redis, day=None, **options) -> str | None:
         """Chapter 3's start (the lead's first batch), then `window() - 1` helper chains."""

@@ -6,5 +6,6 @@ worker: GCRA in a Redis script), retry_after and pause (a 429 pauses the whole
 loop), retries and dead_letters (5xx and timeouts retried with backoff, the rest
 given up on with a reason), circuit (the API down: pause everyone, probe, bury
 nothing), leases (in flight with a deadline, and the reaper),
-safety (Celery settings for crash safety), client (the API call), then the loop.
+safety (Celery settings for crash safety), client (the API call), then the loop
+(and turn: a fetch chain's turn, the stop switch, the turn and the lease, in one script).
 """

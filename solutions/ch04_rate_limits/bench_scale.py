@@ -1,34 +1,44 @@
-"""Does the loop cost the same per batch on a day of 100,000 stations as on one of 1,000?
+"""Does one turn of the loop cost close to the bare API call, and the same per batch on a big day as on a small one?
 
-    PYTHONPATH=solutions python -m ch04_rate_limits.bench_scale [--sizes 1000,10000,100000]
+    PYTHONPATH=solutions python -m ch04_rate_limits.bench_scale [--sizes 1000,10000,100000] [--batch 50]
     make bench-scale
 
-Chapter 4's loop, unthrottled (an API limit far above what two cores can ask,
-batches of 50, a window of two), on two real worker processes (prefork, one pool
-process each), at each size in turn. Beside it, in the same run and on the same
-workers: Celery's raw ceiling, a no-op task that sends itself again from
-`task_success` exactly as the loop sends its next batch (two such chains, one
-per worker), and the fake API's own capacity for batches of 50 (its own process,
-four clients: `workshop bench-api`'s measurement). Printed:
+Chapter 4's loop, unthrottled (an API limit far above what two cores can ask, a
+window of two), on two real worker processes (prefork, one pool process each).
+Beside it, in the same run and on the same workers, two baselines:
 
-- per size: wall time (first API request to the loop's end), stations/s, loop
-  turns (every message the loop's chains ran: fetch, transform, persist, the
-  lead's wait), ms per batch of 50 (wall time / fetch batches), and whether the
-  day equals the answer key; then the ratio of ms per batch at the largest size
-  to the smallest (target: at most 1.3, a linear cost);
-- loop turns/s / raw tasks/s, and loop stations/s / API stations/s; and so what
-  one turn costs a worker against one raw no-op task (`--batch 1` makes a turn's
-  own work, one station, as small as it gets: what is left is the loop's cost);
-- Redis's own time per command (INFO commandstats, reset before each size):
-  the top commands by server time, per size, so a command that grows with the
-  day's size shows as a growing microseconds-per-call.
+- the raw-call chain: a plain task that makes the SAME API call (`client.fetch`)
+  for the next batch of the same size and sends itself again from `task_success`,
+  as the loop sends its next batch (two chains, one per worker): what a fetch turn
+  would cost without the loop's state (no lease, no limiter, no turn, no history);
+- the no-op chain: the same without the API call, Celery's raw ceiling.
 
-Not a test: it prints figures (the linear cost is tested, by counting, in
-tests/test_ch04_scale.py).
+Twice: at batch 1 (a turn's own work as small as it gets: what is left is the loop's
+cost; on a day of --small stations) and at --batch (50), each on workers started
+with that batch size. Printed:
+
+- per size at --batch: wall time (first API request to the loop's end), stations/s
+  (the whole day: fetch, transform, persist), loop turns, ms per batch, whether the
+  day equals the answer key; and ms per batch at the largest size / the smallest
+  (target: at most 1.3, a linear cost);
+- the fetch phase (the history's fetch entries, first start to last end): fetch turns/s
+  and stations/s, against the raw-call chain's: one fetch turn / one raw-call turn
+  (targets: at most 1.5 at batch 1, 1.1 at --batch) and the loop's fetch stations/s /
+  the raw-call chain's (target: at least 0.9 at --batch). The whole day's stations/s
+  is printed too: it also transforms and persists, which the raw-call chain does not;
+- round trips and Redis commands per fetch turn, counted (turn_cost.py, on a Redis of
+  its own, in this process): the same figures tests/test_ch04_scale.py asserts;
+- Redis's own time per command (INFO commandstats, reset before each size), so a command
+  that grows with the day's size shows as a growing microseconds-per-call.
+
+Each verdict says whether its target is met; the command exits 1 if one is not (or a
+day is not equal to the answer key). Timings on a shared machine are noisy: run it a
+few times. The default sizes take a few minutes; --sizes 1000,10000 is quicker.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -39,24 +49,27 @@ from pathlib import Path
 from celery.signals import task_success
 
 from ch02_segmented import pipeline as segment_pipeline
-from ch03_signals import pipeline as ch03_pipeline
+from ch03_signals import history, pipeline as ch03_pipeline
 from ch03_signals.benchmark import aligned, figures
-from workshop import api_bench, settings as settings_mod, stations as answer_key
+from workshop import api as api_module, api_bench, settings as settings_mod, stations as answer_key
 from workshop.api import ApiConfig, ApiServer
 from workshop.celery_app import redis_client, use_redis
+from workshop.own_redis import OwnRedis
 from workshop.redis_provider import provide_redis
 from workshop.workers import WorkerProcesses
 
-from . import limiter, pipeline
+from . import client, limiter, pipeline, turn_cost
 from .app import app
 
 BATCH = 50
+SMALL = 2000          # stations of the batch-1 day
 WORKERS = 2
 UNTHROTTLED = limiter.Limit(1_000_000, 1_000_000)   # far above what two cores can ask of the API
 RAW_DONE = "bench:scale:raw:done"                  # one entry per raw chain that ran to its end
+TARGETS = {"turn at batch 1": 1.5, "turn at batch": 1.1, "stations/s at batch": 0.9, "linear": 1.3}
 
 
-# ---------------------------------------------------------------- Celery's raw ceiling
+# ---------------------------------------------------------------- the baselines
 
 @app.task(name="ch04_rate_limits.bench_scale.noop")
 def noop(left: int) -> int:
@@ -64,29 +77,63 @@ def noop(left: int) -> int:
     return left
 
 
+@functools.lru_cache(maxsize=4)
+def _ids(stations: int) -> list[str]:
+    return answer_key.station_ids(stations)
+
+
+@app.task(name="ch04_rate_limits.bench_scale.raw_call")
+def raw_call(left: int, position: int, stations: int, day: str) -> tuple:
+    """The loop's API call and nothing else: the batch at `position` of the day's first `stations` ids."""
+    settings = settings_mod.load()   # (as the loop's fetch does, per task)
+    size, ids = settings.api_max_batch, _ids(stations)
+    batch = ids[position % len(ids):][:size] or ids[:size]
+    client.fetch(batch, day, settings)
+    return left, position + size, stations, day
+
+
 def _send_next(sender, result=None, **_) -> None:
-    """task_success of a no-op, in the pool process: send the chain's next one, as the loop does."""
-    if result and result > 1:
-        noop.apply_async((result - 1,), headers={"bench": "raw"})
+    """task_success of a raw chain's task, in the pool process: send the chain's next one, as the loop does."""
+    left = result[0] if isinstance(result, (list, tuple)) else result
+    if left and left > 1:
+        if sender.name == raw_call.name:
+            raw_call.apply_async((left - 1, *result[1:]), headers={"bench": "raw"})
+        else:
+            noop.apply_async((left - 1,), headers={"bench": "raw"})
     else:
         redis_client().rpush(RAW_DONE, time.time())
 
 
 task_success.connect(_send_next, sender=noop, weak=False, dispatch_uid="bench_scale:noop")
+task_success.connect(_send_next, sender=raw_call, weak=False, dispatch_uid="bench_scale:raw_call")
 
 
-def raw_ceiling(r, tasks_per_chain: int, timeout: float) -> float:
-    """Raw no-op tasks per second over two self-sending chains (one per worker)."""
+def chains(r, first, tasks_per_chain: int, timeout: float) -> float:
+    """Tasks per second over two self-sending chains (one per worker); `first(chain)` sends a chain's first."""
     r.delete(RAW_DONE)
     started = time.time()
-    for _ in range(WORKERS):
-        noop.apply_async((tasks_per_chain,), headers={"bench": "raw"})
+    for chain in range(WORKERS):
+        first(chain)
     deadline = time.monotonic() + timeout
     while r.llen(RAW_DONE) < WORKERS:   # polled: a blocking pop would outlast the client's socket timeout
         if time.monotonic() > deadline:
-            raise SystemExit(f"the raw no-op chains did not end within {timeout:g} s")
+            raise SystemExit(f"the raw chains did not end within {timeout:g} s")
         time.sleep(0.05)
     return WORKERS * tasks_per_chain / (max(map(float, r.lrange(RAW_DONE, 0, -1))) - started)
+
+
+def raw_ceiling(r, tasks_per_chain: int, timeout: float) -> float:
+    """Raw no-op tasks per second."""
+    return chains(r, lambda chain: noop.apply_async((tasks_per_chain,), headers={"bench": "raw"}),
+                  tasks_per_chain, timeout)
+
+
+def raw_calls(r, stations: int, tasks_per_chain: int, timeout: float) -> float:
+    """Raw-call tasks (one API request each, the loop's batch size) per second; each chain starts half a day on."""
+    day = settings_mod.load().day.isoformat()
+    api_module.forget_bodies()   # the API makes every body afresh, as for the loop
+    return chains(r, lambda chain: raw_call.apply_async((tasks_per_chain, chain * stations // WORKERS, stations, day),
+                                                        headers={"bench": "raw"}), tasks_per_chain, timeout)
 
 
 # ---------------------------------------------------------------- the loop at one size
@@ -98,8 +145,10 @@ def run_size(r, api: ApiServer, stations: int, batch: int, timeout: float) -> di
     with tempfile.TemporaryDirectory(prefix="ch04-scale-") as folder:
         pipeline.reset(r, day)
         pipeline.reset_limits(r)
+        r.delete(pipeline.HISTORY)
         ch03_pipeline.discover(day, stations)
         api.reset()                               # count from the loop's first request
+        api_module.forget_bodies()                # the API makes every body afresh, as for the raw-call chain
         r.config_resetstat()
         db = str(Path(folder) / "summaries.sqlite3")
         pipeline.kick(r, day, db=db, limit=UNTHROTTLED)
@@ -109,9 +158,16 @@ def run_size(r, api: ApiServer, stations: int, batch: int, timeout: float) -> di
         turns = sum(pipeline.LOOP.status(r, day)["chains"].values())
         summaries = {row["station"]: row for row in segment_pipeline.persisted_rows(r, day, db)}
         row = figures(api.stats(), summaries, ids, day, finished, over)
+        fetches = [e for e in history.wait(r, day, lambda rows: sum(e["task"] == "fetch_batch" for e in rows)
+                                           >= math.ceil(stations / batch), 10.0, pipeline.HISTORY)
+                   if e["task"] == "fetch_batch"]
+    span = max(e["finished"] for e in fetches) - min(e["started"] for e in fetches) if fetches else 0.0
     batches = math.ceil(stations / batch)
     return {**row, "turns": turns, "ms/batch": 1000 * row["seconds"] / batches,
-            "turns/s": turns / row["seconds"] if row["seconds"] else 0.0, "commandstats": commands}
+            "turns/s": turns / row["seconds"] if row["seconds"] else 0.0, "commandstats": commands,
+            "fetch turns/s": len(fetches) / span if span else 0.0,
+            "fetch stations/s": sum(e["stations"] for e in fetches) / span if span else 0.0,
+            "correct": row["done"] == stations and not row["missing"] and not row["wrong"] and over}
 
 
 def api_capacity(stations: int, batch: int, seconds: float = 3.0, clients: int = 4) -> float:
@@ -125,15 +181,35 @@ def api_capacity(stations: int, batch: int, seconds: float = 3.0, clients: int =
     return phase.rate * batch
 
 
+def counted(api: ApiServer, batch: int, stations: int) -> turn_cost.Cost:
+    """Round trips and commands per fetch turn (turn_cost.py), the median over a day, on a Redis of its own."""
+    saved = {name: os.environ.get(name) for name in ("REDIS_URL", "API_MAX_BATCH")}
+    with tempfile.TemporaryDirectory(prefix="ch04-turn-cost-") as folder:
+        own = OwnRedis(Path(folder))
+        own.start()
+        try:
+            os.environ.update(REDIS_URL=own.url, API_MAX_BATCH=str(batch))
+            cost = turn_cost.count_day(redis_client(), settings_mod.load().day.isoformat(),
+                                       answer_key.station_ids(stations), str(Path(folder) / "s.sqlite3"),
+                                       limit=UNTHROTTLED)
+        finally:
+            own.stop_all()
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+    return turn_cost.median(cost["fetch_batch"])
+
+
 # ---------------------------------------------------------------- printing
 
 def size_table(results: dict[int, dict]) -> str:
-    rows = [("stations", "wall s", "stations/s", "turns", "turns/s", "ms/batch", "answer key")]
+    rows = [("stations", "wall s", "stations/s", "turns", "turns/s", "ms/batch", "fetch stations/s", "answer key")]
     for stations, f in results.items():
-        correct = f["done"] == stations and not f["missing"] and not f["wrong"] and f["over"]
         rows.append((f"{stations:,}", f"{f['seconds']:.1f}", f"{f['stations/s']:.0f}", f"{f['turns']:,}",
-                     f"{f['turns/s']:.0f}", f"{f['ms/batch']:.1f}",
-                     "equal" if correct else f"{f['done']} done, {f['missing']} missing, {f['wrong']} wrong"))
+                     f"{f['turns/s']:.0f}", f"{f['ms/batch']:.1f}", f"{f['fetch stations/s']:.0f}",
+                     "equal" if f["correct"] else f"{f['done']} done, {f['missing']} missing, {f['wrong']} wrong"))
     return aligned(rows)
 
 
@@ -152,10 +228,49 @@ def commands_table(results: dict[int, dict], top: int = 8) -> str:
     return aligned(rows)
 
 
+def verdict(name: str, value: float, target: float, at_most: bool = True) -> tuple[bool, str]:
+    met = value <= target if at_most else value >= target
+    return met, f"{value:.2f} (target {'at most' if at_most else 'at least'} {target:g}: {'met' if met else 'MISSED'})"
+
+
+def run_batch(api: ApiServer, r, batch: int, sizes: list[int], args, logs: str) -> dict:
+    """Workers started with this batch size: the loop at each size, the raw-call chain, the no-op chain."""
+    os.environ["API_MAX_BATCH"] = str(batch)   # what the workers read at start
+    out: dict = {"sizes": {}}
+    with WorkerProcesses("ch04_rate_limits.bench_scale", WORKERS, pool="prefork", concurrency=1,
+                         loglevel="WARNING", log_dir=logs):
+        for stations in sizes:
+            print(f"loop, batches of {batch}, {stations:,} stations ...", flush=True)
+            out["sizes"][stations] = run_size(r, api, stations, batch, args.timeout)
+        per_chain = max(50, math.ceil(sizes[-1] / batch / WORKERS)) if batch > 1 else sizes[-1] // WORKERS
+        per_chain = min(per_chain, args.raw_tasks)
+        print(f"raw-call chains, batches of {batch}, {WORKERS} x {per_chain} ...", flush=True)
+        out["raw calls/s"] = raw_calls(r, sizes[-1], per_chain, args.timeout)
+        print(f"raw no-op chains, {WORKERS} x {args.raw_tasks} ...", flush=True)
+        out["raw noop/s"] = raw_ceiling(r, args.raw_tasks, args.timeout)
+    return out
+
+
+def report_batch(batch: int, out: dict, cost: turn_cost.Cost, target: float) -> tuple[bool, list[bool]]:
+    """Print one batch size's comparison; (turn ratio met, [the stations/s verdict's] )."""
+    f = out["sizes"][max(out["sizes"])]
+    loop_ms, raw_ms, noop_ms = (1000 * WORKERS / rate if rate else float("inf")
+                                for rate in (f["fetch turns/s"], out["raw calls/s"], out["raw noop/s"]))
+    met, said = verdict("turn", loop_ms / raw_ms, target)
+    print(f"\nbatch {batch}: one fetch turn {loop_ms:.2f} ms of a worker | raw-call turn {raw_ms:.2f} ms | "
+          f"no-op turn {noop_ms:.2f} ms")
+    print(f"  one fetch turn / one raw-call turn = {said}")
+    print(f"  one fetch turn / one no-op turn = {loop_ms / noop_ms:.1f} (no target: the no-op makes no API call)")
+    print(f"  per fetch turn, counted: {cost.round_trips} round trips to Redis from the pool process "
+          f"+ {cost.receipt} at receipt (main process), {cost.commands} commands inside Redis")
+    return met, f
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ch04_rate_limits.bench_scale", description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="1000,10000,100000", help="stations per day, comma-separated")
-    parser.add_argument("--raw-tasks", type=int, default=2000, help="no-op tasks per raw chain (default 2000)")
+    parser.add_argument("--sizes", default="1000,10000,100000", help="stations per day at --batch, comma-separated")
+    parser.add_argument("--small", type=int, default=SMALL, help=f"stations of the batch-1 day (default {SMALL})")
+    parser.add_argument("--raw-tasks", type=int, default=2000, help="tasks per raw chain, at most (default 2000)")
     parser.add_argument("--batch", type=int, default=BATCH, help=f"stations per API request (default {BATCH})")
     parser.add_argument("--timeout", type=float, default=300.0, help="most seconds one size may take")
     args = parser.parse_args(argv)
@@ -163,49 +278,58 @@ def main(argv: list[str] | None = None) -> int:
         sizes = sorted({int(size) for size in args.sizes.split(",")})
     except ValueError:
         parser.error(f"--sizes {args.sizes!r}: give whole numbers separated by commas, e.g. 1000,10000")
-    if not 1 <= args.batch <= 1000:
-        parser.error("--batch must be from 1 to 1000 stations")
+    if not 2 <= args.batch <= 1000:
+        parser.error("--batch must be from 2 to 1000 stations (batch 1 is always measured)")
     if not sizes or sizes[0] < args.batch:
         parser.error(f"--sizes: each size must be at least one batch ({args.batch} stations)")
+    if args.small < 2 * WORKERS:
+        parser.error("--small must be at least 4 stations")
     settings = settings_mod.load()
     config = ApiConfig.from_settings(settings).changed({
         "rate": UNTHROTTLED.rate, "burst": UNTHROTTLED.burst, "max_batch": args.batch,
         "error_rate": 0.0, "slow_rate": 0.0, "malformed_rate": 0.0})
-    # What the workers read at start: the batch size, the unthrottled limit.
-    os.environ.update(API_RATE=f"{config.rate:g}", API_BURST=str(config.burst), API_MAX_BATCH=str(args.batch))
+    os.environ.update(API_RATE=f"{config.rate:g}", API_BURST=str(config.burst))   # what the workers read at start
     logs = tempfile.mkdtemp(prefix="ch04-scale-logs-")
     print(f"{WORKERS} worker processes (prefork, 1 pool process each), window {pipeline.LOOP.width()}, "
-          f"batches of {args.batch}, no API limit or faults; worker logs in {logs}", flush=True)
-    results: dict[int, dict] = {}
+          f"batches of 1 and {args.batch}, no API limit or faults; worker logs in {logs}", flush=True)
     with provide_redis(settings) as provided, \
-            ApiServer(config.changed({"stations": max(sizes)}), host="127.0.0.1", port=0) as api:
+            ApiServer(config.changed({"stations": max(max(sizes), args.small)}), host="127.0.0.1", port=0) as api:
         use_redis(provided.url)
         os.environ["API_URL"], os.environ["API_KEY"] = api.url, config.key   # before the workers start
         r = provided.client()
-        with WorkerProcesses("ch04_rate_limits.bench_scale", WORKERS, pool="prefork", concurrency=1,
-                             loglevel="WARNING", log_dir=logs):
-            for stations in sizes:
-                print(f"loop, {stations:,} stations ...", flush=True)
-                results[stations] = run_size(r, api, stations, args.batch, args.timeout)
-            print(f"raw no-op chains, {WORKERS} x {args.raw_tasks} ...", flush=True)
-            raw = raw_ceiling(r, args.raw_tasks, args.timeout)
+        one = run_batch(api, r, 1, [args.small], args, logs)
+        many = run_batch(api, r, args.batch, sizes, args, logs)
+        print("counting round trips and commands per turn ...", flush=True)
+        costs = {1: counted(api, 1, min(400, args.small)),
+                 args.batch: counted(api, args.batch, min(200 * args.batch, max(sizes)))}
+        use_redis(provided.url)
     print(f"API capacity, batches of {args.batch} ...", flush=True)
     capacity = api_capacity(max(sizes), args.batch)
     print()
-    print(size_table(results))
-    first, last = results[sizes[0]], results[sizes[-1]]
-    ratio = last["ms/batch"] / first["ms/batch"]
-    print(f"\nms per batch at {sizes[-1]:,} / at {sizes[0]:,}: {ratio:.2f} (target at most 1.3: a linear cost)")
-    print(f"raw Celery ceiling: {raw:.0f} no-op tasks/s | fake API capacity: {capacity:.0f} stations/s")
-    for stations, f in results.items():
-        print(f"  {stations:>7,}: loop turns/s / raw tasks/s = {f['turns/s'] / raw:.2f}   "
-              f"loop stations/s / API stations/s = {f['stations/s'] / capacity:.2f}   "
-              f"one turn = {raw / f['turns/s']:.1f} x a raw no-op task "
-              f"({1000 * WORKERS / f['turns/s']:.1f} ms vs {1000 * WORKERS / raw:.1f} ms of a worker; target at most 2 x)")
+    print(f"batches of {args.batch}:")
+    print(size_table(many["sizes"]))
+    first, last = many["sizes"][sizes[0]], many["sizes"][sizes[-1]]
+    linear, said = verdict("linear", last["ms/batch"] / first["ms/batch"], TARGETS["linear"])
+    print(f"\nms per batch at {sizes[-1]:,} / at {sizes[0]:,}: {said} (a linear cost)")
+    print(f"batch 1, {args.small:,} stations: {one['sizes'][args.small]['stations/s']:.0f} stations/s, "
+          f"answer key {'equal' if one['sizes'][args.small]['correct'] else 'NOT equal'}")
+    print(f"fake API capacity at batches of {args.batch}: {capacity:.0f} stations/s")
+    small_met, _ = report_batch(1, one, costs[1], TARGETS["turn at batch 1"])
+    big_met, f = report_batch(args.batch, many, costs[args.batch], TARGETS["turn at batch"])
+    raw_stations = many["raw calls/s"] * args.batch
+    rate_met, said = verdict("stations/s", f["fetch stations/s"] / raw_stations, TARGETS["stations/s at batch"],
+                             at_most=False)
+    print(f"  loop's fetch stations/s / the raw-call chain's = {said} "
+          f"({f['fetch stations/s']:.0f} vs {raw_stations:.0f}; the whole day, fetch + transform + persist: "
+          f"{f['stations/s']:.0f} stations/s)")
     print("\nRedis's own time per command (INFO commandstats), top by time at the largest size:")
-    print(commands_table(results))
-    correct = all(f["done"] == s and f["over"] for s, f in results.items())
-    return 0 if correct and ratio <= 1.3 else 1
+    print(commands_table(many["sizes"]))
+    correct = all(f["correct"] for f in [*one["sizes"].values(), *many["sizes"].values()])
+    met = [linear, small_met, big_met, rate_met, correct]
+    print(f"\n{sum(met)} of {len(met)} verdicts met" + ("" if all(met) else
+          ": " + ", ".join(name for name, ok in zip(("linear cost", "turn at batch 1", f"turn at batch {args.batch}",
+                                                    "stations/s", "answer key"), met) if not ok) + " missed"))
+    return 0 if all(met) else 1
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ One batch, one API request, and everything around it:
       delivery; one delivered MAX_ATTEMPTS times already is dead-lettered instead
     start the attempt: only the stations this message still holds (a stale message: nothing, it ends)
     ask the limiter (wait, keeping the lease and the loop's lock alive) -> request
-      200              -> settle: readings stored, lease released, ids to fetched (one script)
+      (the start and the limiter's first answer: one round trip to Redis, a pipeline of both scripts)
+      200              -> settle: readings stored, lease released, ids to fetched (one script, in one
+                          round trip with the circuit's "the API answered")
       429              -> follow the API's limit, pause every worker for Retry-After, ask again;
                           after MAX_429_ROUNDS of those, retry later (countdown: Retry-After), attempt not counted
       5xx, timeout     -> retry with backoff, or dead-letter after MAX_ATTEMPTS; unless the circuit is open
@@ -49,7 +51,7 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from workshop.celery_app import redis_client
-from workshop.lua import Script, call_mark, once
+from workshop.lua import Script, call_mark, once, pipelined
 from ch02_segmented.fetch import API_ERRORS
 from ch02_segmented.keys import RAW_TTL
 from ch03_signals import keys as loop_keys, lock as ch03_lock, loop as ch03_loop
@@ -107,22 +109,25 @@ for i = 10, #KEYS - 1 do   -- the last key is the call's own (workshop.lua.once)
 end
 return settled
 """
-
-
 _SETTLE_SCRIPT = Script(once(_SETTLE))   # sent twice, it answers what it did the first time
 
 
 def settle(r: redis.Redis, k: Keys, batch: list[str], readings: dict[str, list], holder: str) -> int:
     """Store the readings of the stations `holder` holds and move them from in flight to fetched, all
     at once, attempts forgotten; how many it held."""
+    script, keys, args = settle_call(k, batch, readings, holder)
+    return int(script(r, keys, args))
+
+
+def settle_call(k: Keys, batch: list[str], readings: dict[str, list], holder: str) -> tuple:
+    """`settle`'s script call, to send with others in one round trip (workshop.lua.pipelined)."""
     args = [RAW_TTL, holder]
     for station in batch:
         args += [station, json.dumps(readings[station])]
-    return int(_SETTLE_SCRIPT(
-        r,
+    return _SETTLE_SCRIPT.call(
         keys=[k.in_flight, k.pending, k.fetched, k.transformed, k.persisted, k.dead_letters,
               k.holders, k.attempts, k.causes, *[k.raw(station) for station in batch], call_mark(k.in_flight)],
-        args=args))
+        args=args)
 
 
 def sender(day: str, headers: dict) -> loop_keys.LoopKeys | None:
@@ -167,11 +172,21 @@ def fetch(task: Task, batch: list[str], day: str, global_limit: bool = True,
         raise ValueError(f"a batch of {len(batch)} stations is more than the API's maximum of {s.api_max_batch}; "
                          "take batches of at most API_MAX_BATCH stations.")
     holder = leases.token_of(task.request)
-    batch = retries.start_attempt(r, k, batch, holder, lease=s.request_timeout + lease_seconds())
+    gate = limiter.GlobalLimiter(r) if global_limit else None
+    # Start the attempt and ask the limiter in one round trip: the common case is a message that holds
+    # its batch and a limiter that says go. A stale one's slot goes unused (a little slower, never over).
+    start = retries.start_call(k, batch, holder, lease=s.request_timeout + lease_seconds())
+    held, *asked = pipelined(r, start, *([gate.call(holder, s.request_timeout + lease_seconds())] if gate else []))
+    if isinstance(held, Exception):
+        raise held
+    batch = list(held)
     if not batch:   # stale (settled, reaped or re-leased), or its receipt gave it back or dead-lettered it
+        if asked and asked[0] == 0:
+            circuit.not_probing(r, holder)   # had its slot been the open circuit's probe, it is the next one's
         return {"day": day, "done": 0, "dead": 0}
     try:
-        return _fetch_leased(task, r, k, s, batch, holder, global_limit, call or client.fetch)
+        return _fetch_leased(task, r, k, s, batch, holder, gate, call or client.fetch,
+                             first=asked[0] if asked else None)
     except Retry:
         raise
     except GiveBack as why:
@@ -187,14 +202,15 @@ def fetch(task: Task, batch: list[str], day: str, global_limit: bool = True,
 
 
 def _fetch_leased(task: Task, r: redis.Redis, k: Keys, s: settings_mod.Settings, batch: list[str], holder: str,
-                  global_limit: bool, call: Callable[..., dict]) -> dict:
-    gate = limiter.GlobalLimiter(r) if global_limit else None
+                  gate: limiter.GlobalLimiter | None, call: Callable[..., dict], first=None) -> dict:
     headers = task.request.headers or {}
     wait = keep_alive(r, k, batch, holder, headers)
     rounds = 0   # 429s waited out in this task
     while True:
         waited = gate.acquire(timeout=safety.ACQUIRE_TIMEOUT, sleep=wait, asker=holder,   # (the circuit's probe)
-                              probe_for=s.request_timeout + lease_seconds()) if gate is not None else 0.0
+                              probe_for=s.request_timeout + lease_seconds(),
+                              first=gate.answer(first) if first is not None else None) if gate is not None else 0.0
+        first = None   # (the answer fetch asked with the start; any later round asks again)
         if waited or rounds:   # else the lease start_attempt just gave still covers the request
             leases.extend(r, k, batch, s.request_timeout + lease_seconds(), holder)
         try:
@@ -212,8 +228,10 @@ def _fetch_leased(task: Task, r: redis.Redis, k: Keys, s: settings_mod.Settings,
             raise retry_later(task, r, k, batch, holder, limited.wait.seconds, limited, uncount=True)
         except (*API_ERRORS, client.MalformedBody) as error:
             return retry_or_give_up(task, r, k, batch, holder, error)
-        settle(r, k, batch, readings, holder)
-        circuit.succeeded(r, holder)
+        settled, closed = pipelined(r, settle_call(k, batch, readings, holder), circuit.succeeded_call(holder))
+        if isinstance(settled, Exception):
+            raise settled
+        circuit.heard(closed)   # an answer: the API is up (one round trip with the settle)
         return {"day": k.day, "done": len(batch), "dead": 0}
 
 

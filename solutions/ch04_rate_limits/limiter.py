@@ -210,18 +210,33 @@ class GlobalLimiter:
         asks until its answer, or for `probe_for` seconds (longer than a request may take).
         """
         try:
-            return int(_GCRA(self.r, keys=[self.keys.state, self.keys.limit, self.keys.pause, self.keys.circuit],
-                             args=[asker, int(probe_for * 1000)]))
+            answer = _GCRA(self.r, *self.call(asker, probe_for)[1:])
         except redis.ResponseError as error:
-            if "NOLIMIT" in str(error):
+            answer = error
+        return self.answer(answer)
+
+    def call(self, asker: str = "", probe_for: float = PROBE_FOR) -> tuple:
+        """`check`'s script call, to send in one round trip with others (workshop.lua.pipelined);
+        its answer read by `answer`."""
+        return _GCRA.call(keys=[self.keys.state, self.keys.limit, self.keys.pause, self.keys.circuit],
+                          args=[asker, int(probe_for * 1000)])
+
+    def answer(self, answer) -> int:
+        """The script's answer as `check` gives it: 0 (go) or ms to wait; its error raised."""
+        if isinstance(answer, redis.ResponseError):
+            if "NOLIMIT" in str(answer):
                 raise NoLimitError(
                     f"the rate limiter {self.name!r} has no limit yet: call limiter.configure(r, "
                     "limiter.published_limit()) first (starting a run does it).") from None
-            raise
+            raise answer
+        return int(answer)
 
     def acquire(self, timeout: float = 60.0, sleep: Callable[[float], None] = time.sleep,
-                asker: str = "", probe_for: float = PROBE_FOR) -> float:
+                asker: str = "", probe_for: float = PROBE_FOR, first: int | None = None) -> float:
         """Wait until the limiter says go; returns the seconds waited (0.0 when it said go at once).
+
+        `first`: the answer of a check already sent (with other scripts, in one round trip), asked again
+        only if it was a wait.
 
         Waits in this task rather than failing it: a slot is at most a few
         intervals away, and a re-queued task would only come back to ask again.
@@ -229,7 +244,8 @@ class GlobalLimiter:
         """
         started, waited_once = time.monotonic(), False
         while True:
-            wait_ms = self.check(asker, probe_for)
+            wait_ms = self.check(asker, probe_for) if first is None else first
+            first = None
             if wait_ms == 0:
                 return time.monotonic() - started if waited_once else 0.0
             waited = time.monotonic() - started

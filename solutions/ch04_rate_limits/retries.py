@@ -236,10 +236,14 @@ def start_attempt(r: redis.Redis, k: Keys, batch: list[str], holder: str, lease:
     """
     if not batch:
         return []
-    return list(_START_SCRIPT(
-        r,
-        keys=[k.holders, k.in_flight],
-        args=[holder, max(1, int(lease * 1000)) if lease is not None else 0, *batch]))
+    script, keys, args = start_call(k, batch, holder, lease)
+    return list(script(r, keys, args))
+
+
+def start_call(k: Keys, batch: list[str], holder: str, lease: float | None = None) -> tuple:
+    """`start_attempt`'s script call, to send with others in one round trip (workshop.lua.pipelined)."""
+    return _START_SCRIPT.call(keys=[k.holders, k.in_flight],
+                              args=[holder, max(1, int(lease * 1000)) if lease is not None else 0, *batch])
 
 
 # KEYS[1] holders, KEYS[2] causes; ARGV[1] the holder's token, ARGV[2] the cause (JSON), ARGV[3..] stations.

@@ -76,9 +76,9 @@ class ReportingLoop(LeasedLoop):
         if run is not None:
             signals.run_finished.send(sender=self, run=run, day=day, outcome=outcome)
 
-    def lease(self, r: redis.Redis, day: str, task_id: str) -> list[str]:
+    def may_lease(self, r: redis.Redis, day: str) -> bool:
         """No batch once the budget is spent: a helper chain then ends, the lead moves on."""
-        return [] if self.spent(r, day) else super().lease(r, day, task_id)
+        return not self.spent(r, day)
 
     # ---------------------------------------------------------------- the end closes the run
 
