@@ -212,13 +212,16 @@ def race(redis, redis_server, barrier: str, seconds: float, before_go=lambda: No
         def ask_from_the_go(gate):   # this process's callers are started before the go, as the others are
             go.wait()
             ask_until(gate, window["end"], grants, lock)
-        here = [threading.Thread(target=ask_from_the_go, args=(gate,)) for gate in gates]
+        here = [threading.Thread(target=ask_from_the_go, args=(gate,), daemon=True) for gate in gates]
         for thread in here:
             thread.start()
-        before_go()
-        window["end"] = end = time.time() + seconds
-        redis.rpush(f"{barrier}:go", *[end] * len(callers))
-        go.set()
+        try:
+            before_go()
+            window["end"] = end = time.time() + seconds
+            redis.rpush(f"{barrier}:go", *[end] * len(callers))
+        finally:   # whatever failed above (a stub raises), the threads are let go: no window left, they end
+            window.setdefault("end", 0.0)
+            go.set()
         for thread in here:
             thread.join()
         per_process = []
