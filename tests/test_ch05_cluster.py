@@ -168,6 +168,7 @@ def test_every_script_runs_on_a_cluster_with_its_keys_in_one_slot(strict):
     from ch03_signals import lock, pipeline as ch03_pipeline
     from ch04_rate_limits import circuit, dead_letters, fetch, leases, limiter, pause, retries
     from ch04_rate_limits.keys import for_day
+    from ch04_rate_limits import pipeline as ch04_pipeline
     from ch05_reporting import budget, pipeline as ch05_pipeline, runs
     r, k = strict, for_day(DAY)
     ids = answer_key.station_ids(8)
@@ -186,6 +187,13 @@ def test_every_script_runs_on_a_cluster_with_its_keys_in_one_slot(strict):
     assert lock.acquire(r, lk.lock, "owner", 60_000)
     assert loop3.end(r, lk, "owner", "finish") == "finished"
     loop3.forget(r, DAY)
+    from ch03_signals.messages import Turn
+    from ch04_rate_limits import turn as turn_mod
+    lk4 = ch04_pipeline.LOOP.keys("2026-02-28")   # a day of its own: nothing pending, the turn taken
+    assert lock.acquire(r, lk4.lock, "owner4", 60_000)
+    first = Turn("1", 0, "t-0")
+    assert turn_mod.take(r, lk4, "owner4", first, first.next(), 60_000, 2, 30) == ("none", [])
+    ch04_pipeline.LOOP.forget(r, "2026-02-28")
 
     limiter.configure(r, limiter.Limit(1000.0, 10))
     assert limiter.GlobalLimiter(r).check() == 0
@@ -193,6 +201,7 @@ def test_every_script_runs_on_a_cluster_with_its_keys_in_one_slot(strict):
     down = retries.Failure("5xx", "a test", True)
     assert not circuit.failed(r, down, ids[:2], "call-a:0").open
     assert not circuit.succeeded(r, "call-b:0"), "it was not open"
+    circuit.not_probing(r, "call-c:0")
 
     holder, failure = "task-a:0", retries.Failure("5xx", "a test", True)
     taken = leases.lease(r, k, 4, 30, holder)
