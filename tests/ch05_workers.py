@@ -19,6 +19,8 @@ from ch04_rate_limits import client   # noqa: E402
 from ch05_reporting import report   # noqa: E402 (not the report pipeline: its figures only)
 import functools   # noqa: E402
 
+from celery.signals import worker_process_init   # noqa: E402
+
 import redis   # noqa: E402
 
 
@@ -42,9 +44,6 @@ def _killing_figures(r, run, *args, **kwargs):
     return _figures(r, run, *args, **kwargs)
 
 
-report.figures = _killing_figures
-
-
 _fetch = client.fetch
 
 
@@ -57,4 +56,9 @@ def _killing_fetch(batch, day, settings=None):
     return readings
 
 
-client.fetch = _killing_fetch
+@worker_process_init.connect(weak=False)
+def _sabotage(**_) -> None:
+    """In the worker's pool processes only: the test process imports this module for its key names, and must
+    keep the real `client.fetch` and `report.figures` (a test that counts a turn's round trips runs there)."""
+    report.figures = _killing_figures
+    client.fetch = _killing_fetch

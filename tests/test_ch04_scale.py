@@ -25,7 +25,6 @@ The design's figures, per fetch turn (a helper's or the lead's while pending has
 """
 from __future__ import annotations
 
-import sys
 
 import pytest
 
@@ -34,7 +33,7 @@ from workshop.celery_app import redis_client
 from workshop.own_redis import OwnRedis
 
 from ch02_segmented import pipeline as segment_pipeline
-from ch04_rate_limits import client, pipeline, turn_cost
+from ch04_rate_limits import pipeline, turn_cost
 
 from test_ch04_rate_limits import EXERCISES
 
@@ -67,9 +66,6 @@ def day_of(own_redis, fake_api, monkeypatch, tmp_path, stations: int, batch: int
              malformed_rate=0.0)
     for name, value in {"API_MAX_BATCH": batch, "API_RATE": 100_000, "API_BURST": 1_000}.items():
         monkeypatch.setenv(name, str(value))
-    # tests/ch05_workers.py, once imported in this process (chapter 5's tests do), wraps client.fetch with a
-    # Redis read of its own: count the lesson's call, not that.
-    monkeypatch.setattr(client, "fetch", getattr(sys.modules.get("ch05_workers"), "_fetch", client.fetch))
     day = settings_mod.load().day.isoformat()
     db = str(tmp_path / f"summaries-{batch}.sqlite3")
     cost = turn_cost.count_day(own_redis, day, answer_key.station_ids(stations), db)
