@@ -79,8 +79,8 @@ def _client(url: str) -> redis.Redis:
     The trade-off: a failure after the command was sent but before its reply (the
     connection dropped, a read timed out) is ambiguous, and the retry may run the
     command a second time. So every write and script must be safe twice: a plain SET,
-    SADD, SREM or ZADD done twice is harmless; a counted write must carry an id it
-    records (start_attempt's delivery mark). REDIS_FAULTS (workshop/redis_faults.py)
+    SADD, SREM or ZADD done twice is harmless; a counted write or a script whose answer
+    matters must carry an id it records (a receipt's id, a budget call's id, workshop.lua.once's key). REDIS_FAULTS (workshop/redis_faults.py)
     makes this client lose a seeded share of replies on purpose, so the second run
     really happens: `make test-faults` runs the chapters' tests under it.
     """
