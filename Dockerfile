@@ -20,10 +20,11 @@ WORKDIR /workshop
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends make git \
     && rm -rf /var/lib/apt/lists/*
 
-# The packages first, from pyproject.toml alone (a stub of the kit, and of the README it names): this slow
-# layer is rebuilt only when pyproject.toml changes, not on every edit to the code or the docs.
+# The packages first, from pyproject.toml alone (a stub of the kit, of the README and of the Jupyter config
+# file it names): this slow layer is rebuilt only when pyproject.toml changes, not on every edit to the code
+# or the docs.
 COPY pyproject.toml ./
-RUN mkdir workshop && touch workshop/__init__.py README.md \
+RUN mkdir workshop && touch workshop/__init__.py README.md && echo '{}' > workshop/jupyter_server_config.json \
     && pip install ".[dev]" \
     && rm -rf workshop README.md build ./*.egg-info
 # Then the kit itself, and the chapters and solutions: compose mounts the checkout over /workshop, a
