@@ -59,9 +59,10 @@ def batches_sent(r, task: str) -> Counter:
 
 def test_a_pool_process_killed_right_after_a_success_starts_no_second_chain(
         redis, fake_api, sabotaged, use):
-    # A slow limit, so the day is still running when the message comes back; and a spare pool process in
-    # each worker, so the message is taken again at once, not only when the two chains leave a gap.
-    use(API_RATE=2, API_BURST=1)
+    # A slow limit, so the day is still running when the message comes back (12 requests at 1/s: at 2/s a busy
+    # machine once brought it back after the day's last transform); and a spare pool process in each worker,
+    # so the message is taken again at once, not only when the two chains leave a gap.
+    use(API_RATE=1, API_BURST=1)
     api = fake_api()
     workers = sabotaged(concurrency=2, SABOTAGE_KILL_AFTER="fetch_batch")
 
