@@ -128,7 +128,7 @@ down:                 ## stop the stack (DOWN_ARGS=-v also drops Redis's data)
 
 # The deck (slides/README.md): figures measured by the benchmarks, then Marp and mermaid-cli from
 # slides/package-lock.json, rendered with Debian's Chromium. Nothing is fetched at render time.
-figures: venv         ## run the benchmarks at small sizes, write the plots and numbers the deck and the prose show (about 4 min)
+figures: venv         ## run the benchmarks at small sizes, write the plots and numbers the deck and the prose show (about 6 min)
 	$(call bench_ready,6) $(BIN)/python slides/figures.py $(FIGURES_ARGS)
 	$(BIN)/python -m workshop.docs build
 

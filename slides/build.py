@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     values_file = FIGURES / "values.json"
     if not values_file.exists():
-        raise BuildError("no measured figures yet (slides/figures/values.json): run `make figures` first (about 4 minutes)")
+        raise BuildError("no measured figures yet (slides/figures/values.json): run `make figures` first (about 6 minutes)")
     values = json.loads(values_file.read_text())
     diagrams: set[str] = set()
     filled = fill((SLIDES / "workshop.md").read_text(), values, diagrams)

@@ -1,12 +1,12 @@
 """`make figures`: run the workshop's benchmarks at small sizes and write what the deck shows.
 
-    .venv/bin/python slides/figures.py [--only loop,limits,cost,capstone]
+    .venv/bin/python slides/figures.py [--only loop,limits,cost,capstone,turn,cluster]
     .venv/bin/python slides/figures.py --replot     # no benchmark: the plots and values again from the JSON
 
 Every number on a slide comes from here: the benchmarks write their figures as
 JSON (`--out`), this script draws the plots from them and flattens the numbers
 the deck quotes into `values.json` (`{{ name }}` in workshop.md). `made.json`
-says which command wrote which file, when, and how long it took. About 4 minutes
+says which command wrote which file, when, and how long it took. About 6 minutes
 on 2 cores; the benchmarks measure `solutions/` (WORKSHOP_TARGET=chapters: your own).
 """
 from __future__ import annotations
@@ -36,11 +36,14 @@ BENCHMARKS = {
     "limits": ("ch04_rate_limits.bench", ["--stations", "200"]),
     "cost": ("ch05_reporting.bench_cost", ["--stations", "200"]),
     "capstone": ("ch06_capstone.bench", ["--stations", "200", "--seconds", "2"]),
+    "turn": ("ch04_rate_limits.bench_scale", ["--sizes", "1000,10000", "--small", "1000"]),
+    "cluster": ("workshop.bench_cluster", ["--stations", "2000", "--days", "3"]),
 }
 # Each benchmark's JSON, and the plots it writes itself (the capstone draws its own two PNGs, for the
 # notebook and `make bench-capstone`; the deck shows the slide versions drawn below from its JSON).
 WRITES = {"loop": ["loop.json"], "limits": ["limits.json"], "cost": ["cost.json"],
-          "capstone": ["capstone.json", "done_over_time.png", "scale_out.png"]}
+          "capstone": ["capstone.json", "done_over_time.png", "scale_out.png"], "turn": ["scale.json"],
+          "cluster": ["cluster.json"]}
 
 
 def run_benchmarks(names: list[str], tree: str) -> dict[str, dict]:
@@ -263,6 +266,8 @@ def values() -> dict[str, str]:
         v["restart.naive.missing"] = str(naive["missing"])
         v["restart.visibility"] = f"{naive['visibility_timeout']:g}"
     v.update(prose_values(loop, limits, cost, capstone))
+    v.update(turn_values(load("scale")))
+    v.update(cluster_values(load("cluster")))
     return v
 
 
@@ -389,6 +394,56 @@ def prose_values(loop: dict, limits: dict, cost: dict, capstone: dict) -> dict[s
         tasks = sorted({name.rsplit(".", 1)[-1] for name in safe.get("stranded_tasks", [])})
         v["restart.looped.stranded_tasks"] = ", ".join(f"`{t}`" for t in tasks) or "none"
     return v
+
+
+def _ratio(ratios: list[float], target: float, at_most: bool = True) -> str:
+    """The median of the rounds, its verdict, and every round's: as `make bench-scale` prints it."""
+    median = statistics.median(ratios)
+    met = median <= target if at_most else median >= target
+    return (f"{median:.2f} ({'met' if met else 'missed'}: {'at most' if at_most else 'at least'} {target:g}; "
+            f"rounds {', '.join(f'{r:.2f}' for r in ratios)})")
+
+
+def turn_values(scale: dict) -> dict[str, str]:
+    """`make bench-scale`'s figures at small sizes (chapter 4's DEEP_DIVE, "What a turn costs")."""
+    targets, batch = scale["targets"], str(scale["batch"])
+    one, many = scale["turn"]["1"], scale["turn"][batch]
+    v = {"turn.table": _table(["stations", "wall s", "stations/s", "ms per batch", "fetch stations/s", "answer key"], [
+        [f"{int(n):,}", f"{f['seconds']:.1f}", f"{f['stations/s']:.0f}", f"{f['ms/batch']:.1f}",
+         f"{f['fetch stations/s']:.0f}", "equal" if f["correct"] else "NOT equal"] for n, f in scale["sizes"].items()])}
+    v.update({"turn.batch": batch, "turn.small": f"{scale['small']:,}", "turn.rounds": str(scale["rounds"]),
+              "turn.sizes": " and ".join(f"{int(n):,}" for n in scale["sizes"]),
+              "turn.linear": f"{scale['linear']:.2f}",
+              "turn.one": _ratio(one["ratios"], targets["turn at batch 1"]),
+              "turn.one.ms": f"{one['loop ms']:.2f} ms against {one['raw ms']:.2f} ms",
+              "turn.many": _ratio(many["ratios"], targets["turn at batch"]),
+              "turn.many.ms": f"{many['loop ms']:.1f} ms against {many['raw ms']:.1f} ms",
+              "turn.rate": _ratio(scale["stations/s ratios"], targets["stations/s at batch"], at_most=False),
+              "turn.met": f"{sum(scale['verdicts'].values())} of {len(scale['verdicts'])}",
+              "turn.one.commands": str(one["commands"]), "turn.many.commands": f"{many['commands']:,}",
+              "turn.round_trips": str(one["round trips"])})
+    return v
+
+
+def cluster_values(cluster: dict) -> dict[str, str]:
+    """`make bench-cluster`'s figures (chapter 4's DEEP_DIVE, "The state on a Redis Cluster")."""
+    results = cluster["results"]
+    rows = []
+    for name, f in results.items():
+        cpu = sum(c for c, _ in f["nodes"].values())
+        per_node = ", ".join(f"{c:.2f} s / {ops:,}" for c, ops in f["nodes"].values())
+        rows.append([name, f"{f['done']:,}" + ("" if f["complete"] else " (incomplete)"), f"{f['seconds']:.1f}",
+                     f"{f['stations/s']:.0f}", f"{cpu:.2f}", per_node])
+    days = list(cluster["placement"])
+    ports = next((list(f["nodes"]) for name, f in results.items() if len(f["nodes"]) > 1), [])
+    node = {int(port): i + 1 for i, port in enumerate(ports)}   # the ports change from run to run: numbered
+    return {"cluster.table": _table(["state on", "stations done", "s", "stations/s", "Redis CPU s (all nodes)",
+                                     "per node (1, 2, 3): CPU s / commands"], rows),
+            "cluster.days": str(cluster["days"]), "cluster.stations": f"{cluster['stations']:,}",
+            "cluster.nodes_used": str(len(set(cluster["placement"].values()))),
+            "cluster.placement": ", ".join(f"{day} on node {node.get(int(port), '?')}"
+                                           for day, port in cluster["placement"].items()),
+            "cluster.first_day": days[0] if days else "-"}
 
 
 def machine(tree: str) -> dict:

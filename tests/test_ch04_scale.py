@@ -16,10 +16,12 @@ The design's figures, per fetch turn (a helper's or the lead's while pending has
   here on 2026-12-06): 8 to 9 (median 9): the start, the limiter, the settle, the
   circuit, the stop switch, the turn, the lease, the history, and the lead's
   chapter 3 turn (next_step's reads) on its fetch turns.
-- commands inside Redis (the receipt's included): at most 60 at batch 1 and 1,100 at
-  batch 50 (COMMANDS); counted 56 and 1,085 (before: 55 and 1,084: the fused turn
-  saves commands the once-marks spend again). The settle and the lease touch each
-  station, so they grow with the batch, never with the day.
+- commands inside Redis (the receipt's included): at most 60 at batch 1 and 110 at
+  batch 50 (COMMANDS); counted 58 and 107. The scripts that touch every station of a
+  batch (the receipt, the start, the lease, the settle) send one command per key for
+  the whole batch (HMGET, ZADD, ZREM, HDEL, ZMSCORE of many), so only the settle's
+  SET of each station's readings grows with the batch, never with the day. Before
+  (one command per station per key, counted here on 2026-12-06): 56 and 1,085.
 
     pytest tests/test_ch04_scale.py -s      # prints the figures
 """
@@ -41,7 +43,7 @@ pytestmark = pytest.mark.exercises(*EXERCISES)   # a whole day, in process
 
 ROUND_TRIPS = 4                    # per fetch turn, from the pool process (the receipt's apart: RECEIPT)
 RECEIPT = 1
-COMMANDS = {1: 60, 50: 1100}       # per fetch turn, inside Redis, at batch 1 and 50
+COMMANDS = {1: 60, 50: 110}         # per fetch turn, inside Redis, at batch 1 and 50
 
 
 @pytest.fixture

@@ -9,9 +9,11 @@ hash tag, so one day lives in one slot, on one node.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
+from pathlib import Path
 
 import redis
 
@@ -45,6 +47,8 @@ def run_days(state_url: str, ports: list[int], days: list[str], stations: int, t
     for day in days:
         pipeline.reset(r, day)
         ch03_pipeline.discover(day, stations)
+    from workshop import api as api_module
+    api_module.forget_bodies()   # the API caches the bodies it made: each setup's days start with none made
     before, started = node_figures(ports), time.monotonic()
     for day in days:
         pipeline.kick(r, day, db=os.path.join(folder, f"{day}.sqlite3"), limit=UNTHROTTLED)
@@ -76,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stations", type=int, default=2000, help="stations per day (default 2000)")
     parser.add_argument("--days", type=int, default=3, help="days run at once (default 3)")
     parser.add_argument("--timeout", type=float, default=300.0, help="most seconds the days may take")
+    parser.add_argument("--out", type=Path, default=None, help="a folder for cluster.json (the figures)")
     args = parser.parse_args(argv)
     settings = settings_mod.load()
     config = ApiConfig.from_settings(settings).changed({
@@ -113,7 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     print("on the cluster, each day's keys (hash tag {day}) live on one node: "
           + ", ".join(f"{day} -> :{port}" for day, port in where.items()))
     print("the API's limiter keys ({stations-api}) are on one node too: every fetch of every day asks that node")
-    return 0 if all(f["ended"] and f["done"] == args.days * args.stations for f in results.values()) else 1
+    complete = {name: f["ended"] and f["done"] == args.days * args.stations for name, f in results.items()}
+    if args.out is not None:   # for `make figures`: the prose quotes these, never typed in
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "cluster.json").write_text(json.dumps({
+            "days": args.days, "stations": args.stations, "workers": WORKERS, "placement": where,
+            "results": {name: {**f, "complete": complete[name]} for name, f in results.items()}}, indent=1) + "\n")
+    return 0 if all(complete.values()) else 1
 
 
 if __name__ == "__main__":

@@ -119,12 +119,14 @@ def classify(error: Exception) -> Failure:
 _RECEIVE = """
 local first = redis.call('GET', KEYS[6])
 if first then return cjson.decode(first) end
-local held, died_before = {}, false
+local holders = redis.call('HMGET', KEYS[1], unpack(ARGV, 7))   -- one read per hash for the whole batch
+local causes = redis.call('HMGET', KEYS[4], unpack(ARGV, 7))
+local held, held_causes, died_before = {}, {}, false
 for i = 7, #ARGV do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
+  if holders[i - 6] == ARGV[1] then
     held[#held + 1] = ARGV[i]
-    local cause = redis.call('HGET', KEYS[4], ARGV[i])
-    if cause and cjson.decode(cause).by == ARGV[1] then died_before = true end
+    held_causes[#held] = causes[i - 6]
+    if causes[i - 6] and cjson.decode(causes[i - 6]).by == ARGV[1] then died_before = true end
   end
 end
 local answer
@@ -141,11 +143,12 @@ elseif died_before and #held > 1 then
   end
   answer = {{}, {}, held, 1}
 else
-  local go, buried = {}, {}
-  for _, station in ipairs(held) do
-    local n = tonumber(redis.call('HGET', KEYS[3], station) or '0')
+  local go, buried, counts, provisional = {}, {}, {}, {}
+  local attempts = redis.call('HMGET', KEYS[3], unpack(held))
+  for i, station in ipairs(held) do
+    local n = tonumber(attempts[i] or '0')
     if n >= tonumber(ARGV[2]) then
-      local cause = cjson.decode(redis.call('HGET', KEYS[4], station) or ARGV[3])
+      local cause = cjson.decode(held_causes[i] or ARGV[3])
       redis.call('ZREM', KEYS[2], station)
       redis.call('HDEL', KEYS[1], station)
       redis.call('HDEL', KEYS[4], station)
@@ -154,10 +157,16 @@ else
         {reason = cause.reason, detail = cause.detail, attempts = n, at = tonumber(ARGV[4])}))
       buried[#buried + 1] = station
     else
-      redis.call('HINCRBY', KEYS[3], station, 1)
-      redis.call('HSET', KEYS[4], station, ARGV[3])
       go[#go + 1] = station
+      counts[#counts + 1] = station
+      counts[#counts + 1] = n + 1
+      provisional[#provisional + 1] = station
+      provisional[#provisional + 1] = ARGV[3]
     end
+  end
+  if go[1] then   -- one HSET per hash: each station's count one up, its cause "worker lost" until it says better
+    redis.call('HSET', KEYS[3], unpack(counts))
+    redis.call('HSET', KEYS[4], unpack(provisional))
   end
   answer = {go, buried, {}, go[1] and 0 or 1}
 end
@@ -212,15 +221,19 @@ def count_delivery(r: redis.Redis, k: Keys, batch: list[str], holder: str, recei
 # KEYS: holders, in flight; ARGV[1] token, ARGV[2] the lease from now (ms, on Redis's clock; 0: unchanged),
 # ARGV[3..] stations. Returns the stations the token holds.
 _START = """
+if #ARGV < 3 then return {} end
 local t = redis.call('TIME')
-local deadline = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 + tonumber(ARGV[2])
-local held = {}
+local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])   -- whole ms (leases._deadline)
+local holders = redis.call('HMGET', KEYS[1], unpack(ARGV, 3))
+local held, deadlines = {}, {}
 for i = 3, #ARGV do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
+  if holders[i - 2] == ARGV[1] then
     held[#held + 1] = ARGV[i]
-    if tonumber(ARGV[2]) > 0 then redis.call('ZADD', KEYS[2], 'XX', deadline, ARGV[i]) end
+    deadlines[#deadlines + 1] = deadline
+    deadlines[#deadlines + 1] = ARGV[i]
   end
 end
+if held[1] and tonumber(ARGV[2]) > 0 then redis.call('ZADD', KEYS[2], 'XX', unpack(deadlines)) end
 return held
 """
 

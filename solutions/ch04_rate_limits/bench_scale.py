@@ -25,7 +25,11 @@ with that batch size. Printed:
   and stations/s, against the raw-call chain's: one fetch turn / one raw-call turn
   (targets: at most 1.5 at batch 1, 1.1 at --batch) and the loop's fetch stations/s /
   the raw-call chain's (target: at least 0.9 at --batch). The whole day's stations/s
-  is printed too: it also transforms and persists, which the raw-call chain does not;
+  is printed too: it also transforms and persists, which the raw-call chain does not.
+  Each ratio is measured in --rounds (3) rounds, a loop day and a raw-call chain over as
+  many stations back to back (the order alternating), and judged on the rounds' median,
+  printed with every round's: on a shared machine one pair of runs can land on a quiet
+  and a busy second, and a single ratio then says more about the neighbours than the loop;
 - round trips and Redis commands per fetch turn, counted (turn_cost.py, on a Redis of
   its own, in this process): the same figures tests/test_ch04_scale.py asserts;
 - Redis's own time per command (INFO commandstats, reset before each size), so a command
@@ -41,6 +45,7 @@ import argparse
 import functools
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -50,7 +55,7 @@ from celery.signals import task_success
 
 from ch02_segmented import pipeline as segment_pipeline
 from ch03_signals import history, pipeline as ch03_pipeline
-from ch03_signals.benchmark import aligned, figures
+from ch03_signals.benchmark import aligned, figures, write_figures
 from workshop import api as api_module, api_bench, settings as settings_mod, stations as answer_key
 from workshop.api import ApiConfig, ApiServer
 from workshop.celery_app import redis_client, use_redis
@@ -63,6 +68,8 @@ from .app import app
 
 BATCH = 50
 SMALL = 2000          # stations of the batch-1 day
+ROUNDS = 3            # loop days paired with a raw-call chain, per batch size: the verdicts take the median
+PAIR = 10_000         # stations of each round's day at --batch
 WORKERS = 2
 UNTHROTTLED = limiter.Limit(1_000_000, 1_000_000)   # far above what two cores can ask of the API
 RAW_DONE = "bench:scale:raw:done"                  # one entry per raw chain that ran to its end
@@ -234,36 +241,67 @@ def verdict(name: str, value: float, target: float, at_most: bool = True) -> tup
 
 
 def run_batch(api: ApiServer, r, batch: int, sizes: list[int], args, logs: str) -> dict:
-    """Workers started with this batch size: the loop at each size, the raw-call chain, the no-op chain."""
+    """Workers started with this batch size: the loop at each size; then `args.rounds` rounds, each a loop day
+    and a raw-call chain over the same number of stations, back to back (in turn loop first, raw first, so a
+    machine that slows down or speeds up during the run weighs on both alike); then the no-op chain."""
     os.environ["API_MAX_BATCH"] = str(batch)   # what the workers read at start
-    out: dict = {"sizes": {}}
+    out: dict = {"sizes": {}, "rounds": []}
     with WorkerProcesses("ch04_rate_limits.bench_scale", WORKERS, pool="prefork", concurrency=1,
                          loglevel="WARNING", log_dir=logs):
         for stations in sizes:
             print(f"loop, batches of {batch}, {stations:,} stations ...", flush=True)
             out["sizes"][stations] = run_size(r, api, stations, batch, args.timeout)
-        per_chain = max(50, math.ceil(sizes[-1] / batch / WORKERS)) if batch > 1 else sizes[-1] // WORKERS
-        per_chain = min(per_chain, args.raw_tasks)
-        print(f"raw-call chains, batches of {batch}, {WORKERS} x {per_chain} ...", flush=True)
-        out["raw calls/s"] = raw_calls(r, sizes[-1], per_chain, args.timeout)
+        pair = sizes[-1] if batch == 1 else min(sizes[-1], args.pair)
+        per_chain = min(args.raw_tasks, max(50, math.ceil(pair / batch / WORKERS)))
+        for i in range(args.rounds):
+            print(f"round {i + 1} of {args.rounds}: the loop over {pair:,} stations and raw-call chains "
+                  f"({WORKERS} x {per_chain}), batches of {batch} ...", flush=True)
+            day = (lambda: out["sizes"][pair]) if i == 0 and pair in out["sizes"] else \
+                (lambda: run_size(r, api, pair, batch, args.timeout))
+            if i % 2:
+                raw = raw_calls(r, pair, per_chain, args.timeout)
+                loop = day()
+            else:
+                loop = day()
+                raw = raw_calls(r, pair, per_chain, args.timeout)
+            out["rounds"].append({"loop": loop, "raw calls/s": raw})
         print(f"raw no-op chains, {WORKERS} x {args.raw_tasks} ...", flush=True)
         out["raw noop/s"] = raw_ceiling(r, args.raw_tasks, args.timeout)
     return out
 
 
-def report_batch(batch: int, out: dict, cost: turn_cost.Cost, target: float) -> tuple[bool, list[bool]]:
-    """Print one batch size's comparison; (turn ratio met, [the stations/s verdict's] )."""
-    f = out["sizes"][max(out["sizes"])]
-    loop_ms, raw_ms, noop_ms = (1000 * WORKERS / rate if rate else float("inf")
-                                for rate in (f["fetch turns/s"], out["raw calls/s"], out["raw noop/s"]))
-    met, said = verdict("turn", loop_ms / raw_ms, target)
+def turn_ms(rate: float) -> float:
+    """Milliseconds of a worker per turn, from turns per second over the WORKERS."""
+    return 1000 * WORKERS / rate if rate else float("inf")
+
+
+def ratios_of(out: dict) -> list[float]:
+    """Per round: one fetch turn / one raw-call turn."""
+    return [turn_ms(p["loop"]["fetch turns/s"]) / turn_ms(p["raw calls/s"]) for p in out["rounds"]]
+
+
+def medians_of(out: dict) -> tuple[float, float]:
+    """The rounds' median ms of a worker per fetch turn and per raw-call turn."""
+    return (statistics.median(turn_ms(p["loop"]["fetch turns/s"]) for p in out["rounds"]),
+            statistics.median(turn_ms(p["raw calls/s"]) for p in out["rounds"]))
+
+
+def spread(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
+def report_batch(batch: int, out: dict, cost: turn_cost.Cost, target: float) -> tuple[bool, list[float]]:
+    """Print one batch size's comparison, round by round; (the turn ratio's median met, the stations/s ratios)."""
+    ratios, (loop_ms, raw_ms) = ratios_of(out), medians_of(out)
+    noop_ms = turn_ms(out["raw noop/s"])
+    met, said = verdict("turn", statistics.median(ratios), target)
     print(f"\nbatch {batch}: one fetch turn {loop_ms:.2f} ms of a worker | raw-call turn {raw_ms:.2f} ms | "
-          f"no-op turn {noop_ms:.2f} ms")
-    print(f"  one fetch turn / one raw-call turn = {said}")
+          f"no-op turn {noop_ms:.2f} ms (medians of {len(ratios)} rounds)")
+    print(f"  one fetch turn / one raw-call turn = {said}, the median of the rounds' {spread(ratios)}")
     print(f"  one fetch turn / one no-op turn = {loop_ms / noop_ms:.1f} (no target: the no-op makes no API call)")
     print(f"  per fetch turn, counted: {cost.round_trips} round trips to Redis from the pool process "
           f"+ {cost.receipt} at receipt (main process), {cost.commands} commands inside Redis")
-    return met, f
+    return met, [p["loop"]["fetch stations/s"] / (p["raw calls/s"] * batch) for p in out["rounds"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,7 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", type=int, default=SMALL, help=f"stations of the batch-1 day (default {SMALL})")
     parser.add_argument("--raw-tasks", type=int, default=2000, help="tasks per raw chain, at most (default 2000)")
     parser.add_argument("--batch", type=int, default=BATCH, help=f"stations per API request (default {BATCH})")
+    parser.add_argument("--rounds", type=int, default=ROUNDS,
+                        help=f"loop days paired with a raw-call chain per batch size; the median ratio is judged "
+                             f"(default {ROUNDS})")
+    parser.add_argument("--pair", type=int, default=PAIR,
+                        help=f"stations of each round's day at --batch (default {PAIR:,}; at most the largest size)")
     parser.add_argument("--timeout", type=float, default=300.0, help="most seconds one size may take")
+    parser.add_argument("--out", type=Path, default=None, help="a folder for scale.json (the figures)")
     args = parser.parse_args(argv)
     try:
         sizes = sorted({int(size) for size in args.sizes.split(",")})
@@ -282,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--batch must be from 2 to 1000 stations (batch 1 is always measured)")
     if not sizes or sizes[0] < args.batch:
         parser.error(f"--sizes: each size must be at least one batch ({args.batch} stations)")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.small < 2 * WORKERS:
         parser.error("--small must be at least 4 stations")
     settings = settings_mod.load()
@@ -315,20 +361,29 @@ def main(argv: list[str] | None = None) -> int:
           f"answer key {'equal' if one['sizes'][args.small]['correct'] else 'NOT equal'}")
     print(f"fake API capacity at batches of {args.batch}: {capacity:.0f} stations/s")
     small_met, _ = report_batch(1, one, costs[1], TARGETS["turn at batch 1"])
-    big_met, f = report_batch(args.batch, many, costs[args.batch], TARGETS["turn at batch"])
-    raw_stations = many["raw calls/s"] * args.batch
-    rate_met, said = verdict("stations/s", f["fetch stations/s"] / raw_stations, TARGETS["stations/s at batch"],
-                             at_most=False)
-    print(f"  loop's fetch stations/s / the raw-call chain's = {said} "
-          f"({f['fetch stations/s']:.0f} vs {raw_stations:.0f}; the whole day, fetch + transform + persist: "
-          f"{f['stations/s']:.0f} stations/s)")
+    big_met, rates = report_batch(args.batch, many, costs[args.batch], TARGETS["turn at batch"])
+    rate_met, said = verdict("stations/s", statistics.median(rates), TARGETS["stations/s at batch"], at_most=False)
+    f = many["sizes"][sizes[-1]]
+    print(f"  loop's fetch stations/s / the raw-call chain's = {said}, the median of the rounds' {spread(rates)} "
+          f"(the whole day at {sizes[-1]:,}, fetch + transform + persist: {f['stations/s']:.0f} stations/s)")
     print("\nRedis's own time per command (INFO commandstats), top by time at the largest size:")
     print(commands_table(many["sizes"]))
-    correct = all(f["correct"] for f in [*one["sizes"].values(), *many["sizes"].values()])
+    correct = all(f["correct"] for out in (one, many)
+                  for f in [*out["sizes"].values(), *(p["loop"] for p in out["rounds"])])
     met = [linear, small_met, big_met, rate_met, correct]
+    names = ("linear cost", "turn at batch 1", f"turn at batch {args.batch}", "stations/s", "answer key")
     print(f"\n{sum(met)} of {len(met)} verdicts met" + ("" if all(met) else
-          ": " + ", ".join(name for name, ok in zip(("linear cost", "turn at batch 1", f"turn at batch {args.batch}",
-                                                    "stations/s", "answer key"), met) if not ok) + " missed"))
+          ": " + ", ".join(name for name, ok in zip(names, met) if not ok) + " missed"))
+    write_figures(args.out, "scale", {
+        "batch": args.batch, "small": args.small, "workers": WORKERS, "rounds": args.rounds, "targets": TARGETS,
+        "sizes": {stations: {key: f[key] for key in ("seconds", "stations/s", "turns", "ms/batch", "fetch stations/s",
+                                                     "correct")} for stations, f in many["sizes"].items()},
+        "linear": last["ms/batch"] / first["ms/batch"], "api capacity": capacity,
+        "turn": {str(batch): {"ratios": ratios_of(out), "loop ms": medians_of(out)[0], "raw ms": medians_of(out)[1],
+                              "noop ms": turn_ms(out["raw noop/s"]), "round trips": costs[batch].round_trips,
+                              "receipt": costs[batch].receipt, "commands": costs[batch].commands}
+                 for batch, out in ((1, one), (args.batch, many))},
+        "stations/s ratios": rates, "verdicts": dict(zip(names, met))})
     return 0 if all(met) else 1
 
 

@@ -89,25 +89,35 @@ def lease_seconds() -> float:
 # KEYS: in flight, pending, fetched, transformed, persisted, dead letters, holders, attempts, causes,
 # then raw:<station> per station. ARGV: the raw TTL, the holder's token, then station, readings (JSON) per station.
 # Only stations the token holds: a late duplicate settles nothing, and moves nothing further back.
+# One command per key for the whole batch (HMGET, ZREM, HDEL, ZMSCORE, ZADD of many), not one per station:
+# only the readings are one SET each (chapter 2's raw:<station>, each with its TTL).
 _SETTLE = """
-local settled = 0
-for i = 10, #KEYS - 1 do   -- the last key is the call's own (workshop.lua.once)
-  local station = ARGV[2 * (i - 9) + 1]
-  if redis.call('HGET', KEYS[7], station) == ARGV[2] then
-    redis.call('SET', KEYS[i], ARGV[2 * (i - 9) + 2], 'EX', tonumber(ARGV[1]))
-    redis.call('ZREM', KEYS[1], station)
-    redis.call('ZREM', KEYS[2], station)
-    redis.call('HDEL', KEYS[6], station)
-    redis.call('HDEL', KEYS[7], station)
-    redis.call('HDEL', KEYS[8], station)
-    redis.call('HDEL', KEYS[9], station)
-    if not redis.call('ZSCORE', KEYS[4], station) and not redis.call('ZSCORE', KEYS[5], station) then
-      redis.call('ZADD', KEYS[3], 0, station)
-    end
-    settled = settled + 1
+local stations = {}
+for i = 10, #KEYS - 1 do stations[i - 9] = ARGV[2 * (i - 9) + 1] end   -- the last key is the call's own (once)
+if not stations[1] then return 0 end
+local holders = redis.call('HMGET', KEYS[7], unpack(stations))
+local mine = {}
+for i, station in ipairs(stations) do
+  if holders[i] == ARGV[2] then
+    redis.call('SET', KEYS[9 + i], ARGV[2 * i + 2], 'EX', tonumber(ARGV[1]))
+    mine[#mine + 1] = station
   end
 end
-return settled
+if not mine[1] then return 0 end
+redis.call('ZREM', KEYS[1], unpack(mine))
+redis.call('ZREM', KEYS[2], unpack(mine))
+for key = 6, 9 do redis.call('HDEL', KEYS[key], unpack(mine)) end   -- dead letter, holder, attempts, cause
+local transformed = redis.call('ZMSCORE', KEYS[4], unpack(mine))
+local persisted = redis.call('ZMSCORE', KEYS[5], unpack(mine))
+local fetched = {}   -- score, station, ...: the ones no later stage has yet
+for i, station in ipairs(mine) do
+  if not transformed[i] and not persisted[i] then
+    fetched[#fetched + 1] = 0
+    fetched[#fetched + 1] = station
+  end
+end
+if fetched[1] then redis.call('ZADD', KEYS[3], unpack(fetched)) end
+return #mine
 """
 _SETTLE_SCRIPT = Script(once(_SETTLE))   # sent twice, it answers what it did the first time
 
