@@ -93,6 +93,20 @@ def test_a_refund_sent_twice_in_a_stall_is_given_back_once(stalling):
     assert budget.reserve(r, run, 1_000_000) and not budget.reserve(r, run, 1), "the budget holds to the micro"
 
 
+@pytest.mark.exercises("3.5")
+def test_a_lock_taken_in_a_stall_is_said_taken_by_its_repeat(stalling):
+    # Found by a fresh-clone CI run of `make test-faults`: the watchdog's start lost the reply to its SET NX,
+    # the repeat answered "not set", and the watchdog said "running" of a loop nobody ran.
+    r = celery_app.redis_client()
+    key = "ch03:{2026-06-01}:lock"
+    took = stalling.during(lambda: lock.acquire(r, key, "owner", 60_000),
+                           lambda: lock.acquire(r, "elsewhere:lock", "x", 1000))
+    print(f"acquire said {took}; the lock holds {r.get(key)!r}")
+    assert r.get(key) == "owner", "the first send took the lock"
+    assert took is True, "the lock is ours: its repeat must not say another loop holds it"
+    assert not lock.acquire(r, key, "another", 60_000), "a second start: not its"
+
+
 @pytest.mark.exercises("3.4")
 def test_a_turn_sent_twice_in_a_stall_is_taken_once_and_said_taken(stalling):
     r = celery_app.redis_client()

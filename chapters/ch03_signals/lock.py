@@ -46,8 +46,13 @@ return 1
 
 
 def acquire(r: redis.Redis, key: str, owner: str, ttl_ms: int) -> bool:
-    """Take the lock for `owner` if nobody holds it; True if we got it."""
-    return bool(r.set(key, owner, nx=True, px=ttl_ms))
+    """Take the lock for `owner` if nobody holds it; True if we got it.
+
+    Safe twice: SET NX alone answers "not set" to its own repeat (redis-py sends it again
+    after a lost reply), and the start that took the lock would think another loop had it,
+    leaving a lock no loop holds until its TTL runs out. With GET it answers what the key
+    held: nothing (taken now) or `owner` itself (taken by this very call, sent again)."""
+    return r.set(key, owner, nx=True, px=ttl_ms, get=True) in (None, owner)
 
 
 def refresh_script() -> str:

@@ -328,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--sizes: each size must be at least one batch ({args.batch} stations)")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.pair < args.batch:
+        parser.error(f"--pair must be at least one batch ({args.batch} stations)")
     if args.small < 2 * WORKERS:
         parser.error("--small must be at least 4 stations")
     settings = settings_mod.load()
