@@ -422,6 +422,12 @@ def turn_values(scale: dict) -> dict[str, str]:
               "turn.met": f"{sum(scale['verdicts'].values())} of {len(scale['verdicts'])}",
               "turn.one.commands": str(one["commands"]), "turn.many.commands": f"{many['commands']:,}",
               "turn.round_trips": str(one["round trips"])})
+    found = scale.get("pieces", {})
+    loop, raw = found.get("fetch_batch", {}), found.get("raw_call", {})
+    v["turn.pieces"] = _table(["ms per turn (mean), batch 1", "fetch turn", "raw-call turn"], [
+        [what, f"{loop.get(name, 0):.2f}", f"{raw.get(name, 0):.2f}"]
+        for name, what in found.get("what", {}).items() if name in loop or name in raw] + [
+        ["the task in the pool process (prerun to postrun)", f"{loop.get('task', 0):.2f}", f"{raw.get('task', 0):.2f}"]])
     return v
 
 

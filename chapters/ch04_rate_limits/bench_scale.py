@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import math
 import os
 import statistics
@@ -115,6 +116,95 @@ def _send_next(sender, result=None, **_) -> None:
 
 task_success.connect(_send_next, sender=noop, weak=False, dispatch_uid="bench_scale:noop")
 task_success.connect(_send_next, sender=raw_call, weak=False, dispatch_uid="bench_scale:raw_call")
+
+
+# ---------------------------------------------------------------- where a turn's time goes
+
+PIECES_ENV = "BENCH_SCALE_PIECES"   # a folder: each worker process writes there what its turns' pieces took
+# The pieces of a turn, timed where they run: (module, function, what it is). The task's own span (task_prerun to
+# task_postrun) in the pool process; the receipt in the worker's main process.
+PIECES = (("client", "fetch", "the API call"), ("fetch", "pipelined", "the two pipelines of scripts (the start and the "
+          "limiter; the settle and the circuit)"), ("turn", "take", "the next turn (turn.py, one script)"),
+          ("history", "append_once", "the history's row"), ("retries", "count_delivery", "the receipt (main process)"),
+          ("celery", "apply_async", "the publish of the next message"))
+
+
+def time_pieces(folder: str) -> None:
+    """In a worker (both its processes): time each piece of each turn, by the task it ran in; written to
+    `folder` when the process ends. Wrapped where the lesson code looks them up, so nothing else changes."""
+    from celery.app.task import Task
+    from celery.signals import task_postrun, task_prerun, worker_process_shutdown, worker_shutdown
+    from . import fetch as fetch_module, retries, turn
+    modules = {"client": client, "fetch": fetch_module, "turn": turn, "history": history, "retries": retries,
+               "celery": Task}
+    spent: dict[str, list[float]] = {}
+    running = ["main"]   # the task this process runs now ("main": the worker's main process)
+
+    def timed(owner, name: str) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent.setdefault(f"{running[0]}:{name}", []).append(time.perf_counter() - started)
+        setattr(owner, name, wrapper)
+
+    for module, name, _ in PIECES:
+        timed(modules[module], name)
+    begun: dict[str, float] = {}
+
+    def prerun(task_id=None, task=None, **_):
+        running[0], begun[task_id] = task.name.rsplit(".", 1)[-1], time.perf_counter()
+
+    def postrun(task_id=None, task=None, **_):
+        if task_id in begun:
+            spent.setdefault(f"{running[0]}:task", []).append(time.perf_counter() - begun.pop(task_id))
+
+    def write(**_):
+        if spent:
+            Path(folder, f"{os.getpid()}.json").write_text(json.dumps(spent))
+    task_prerun.connect(prerun, weak=False, dispatch_uid="bench_scale:pieces:start")
+    task_postrun.connect(postrun, weak=False, dispatch_uid="bench_scale:pieces:end")
+    worker_process_shutdown.connect(write, weak=False, dispatch_uid="bench_scale:pieces:pool")
+    worker_shutdown.connect(write, weak=False, dispatch_uid="bench_scale:pieces:main")
+
+
+if os.environ.get(PIECES_ENV):   # set by main() for the batch-1 workers only
+    time_pieces(os.environ[PIECES_ENV])
+
+
+def pieces(folder: str) -> dict[str, dict[str, float]]:
+    """Per task kind ("fetch_batch", "raw_call"), each piece's mean ms per turn: its time over the task's turns."""
+    spent: dict[str, list[float]] = {}
+    for path in Path(folder).glob("*.json"):
+        for key, values in json.loads(path.read_text()).items():
+            spent.setdefault(key, []).extend(values)
+    turns = {kind: len(spent.get(f"{kind}:task", [])) for kind in ("fetch_batch", "raw_call")}
+    out: dict[str, dict[str, float]] = {}
+    for kind, n in turns.items():
+        if not n:
+            continue
+        row = {"task": 1000 * sum(spent[f"{kind}:task"]) / n}
+        for _, name, _ in PIECES:
+            where = "main" if name == "count_delivery" else kind   # only the loop's fetch messages are counted
+            if spent.get(f"{where}:{name}") and (where != "main" or kind == "fetch_batch"):
+                row[name] = 1000 * sum(spent[f"{where}:{name}"]) / n
+        out[kind] = row
+    return out
+
+
+def pieces_table(found: dict[str, dict[str, float]]) -> str:
+    loop, raw = found.get("fetch_batch", {}), found.get("raw_call", {})
+    rows = [("ms per turn (mean)", "fetch turn", "raw-call turn")]
+    for _, name, what in PIECES:
+        if name in loop or name in raw:
+            rows.append((what, f"{loop.get(name, 0):.2f}", f"{raw.get(name, 0):.2f}"))
+    rows.append(("the task in the pool process (prerun to postrun)", f"{loop.get('task', 0):.2f}",
+                 f"{raw.get('task', 0):.2f}"))
+    return aligned(rows, left=1)
 
 
 def chains(r, first, tasks_per_chain: int, timeout: float) -> float:
@@ -347,7 +437,11 @@ def main(argv: list[str] | None = None) -> int:
         use_redis(provided.url)
         os.environ["API_URL"], os.environ["API_KEY"] = api.url, config.key   # before the workers start
         r = provided.client()
-        one = run_batch(api, r, 1, [args.small], args, logs)
+        os.environ[PIECES_ENV] = timings = tempfile.mkdtemp(prefix="ch04-scale-pieces-")   # batch 1's workers
+        try:
+            one = run_batch(api, r, 1, [args.small], args, logs)
+        finally:
+            os.environ.pop(PIECES_ENV, None)
         many = run_batch(api, r, args.batch, sizes, args, logs)
         print("counting round trips and commands per turn ...", flush=True)
         costs = {1: counted(api, 1, min(400, args.small)),
@@ -365,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
           f"answer key {'equal' if one['sizes'][args.small]['correct'] else 'NOT equal'}")
     print(f"fake API capacity at batches of {args.batch}: {capacity:.0f} stations/s")
     small_met, _ = report_batch(1, one, costs[1], TARGETS["turn at batch 1"])
+    found = pieces(timings)
+    print("  where a turn's time goes, timed in the workers (each piece's mean per turn, over the rounds):")
+    print("    " + pieces_table(found).replace("\n", "\n    "))
     big_met, rates = report_batch(args.batch, many, costs[args.batch], TARGETS["turn at batch"])
     rate_met, said = verdict("stations/s", statistics.median(rates), TARGETS["stations/s at batch"], at_most=False)
     f = many["sizes"][sizes[-1]]
@@ -387,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
                               "noop ms": turn_ms(out["raw noop/s"]), "round trips": costs[batch].round_trips,
                               "receipt": costs[batch].receipt, "commands": costs[batch].commands}
                  for batch, out in ((1, one), (args.batch, many))},
-        "stations/s ratios": rates, "verdicts": dict(zip(names, met))})
+        "stations/s ratios": rates, "verdicts": dict(zip(names, met)),
+        "pieces": {"what": {name: what for _, name, what in PIECES}, **found}})
     return 0 if all(met) else 1
 
 
