@@ -422,6 +422,11 @@ def turn_values(scale: dict) -> dict[str, str]:
               "turn.met": f"{sum(scale['verdicts'].values())} of {len(scale['verdicts'])}",
               "turn.one.commands": str(one["commands"]), "turn.many.commands": f"{many['commands']:,}",
               "turn.round_trips": str(one["round trips"])})
+    growth = []
+    for name, per_size in scale.get("µs per call", {}).items():
+        (small, first), (large, last) = list(per_size.items())[0], list(per_size.items())[-1]
+        growth.append(f"`{name.upper()}` {first:.0f} µs at {int(small):,} stations, {last:.0f} µs at {int(large):,}")
+    v["turn.growth"] = "; ".join(growth) or "-"
     found = scale.get("pieces", {})
     loop, raw = found.get("fetch_batch", {}), found.get("raw_call", {})
     v["turn.pieces"] = _table(["ms per turn (mean), batch 1", "fetch turn", "raw-call turn"], [

@@ -483,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
                               "receipt": costs[batch].receipt, "commands": costs[batch].commands}
                  for batch, out in ((1, one), (args.batch, many))},
         "stations/s ratios": rates, "verdicts": dict(zip(names, met)),
+        "µs per call": {name.removeprefix("cmdstat_"): {stations: f["commandstats"][name]["usec_per_call"]
+                                                         for stations, f in many["sizes"].items()
+                                                         if name in f["commandstats"]}
+                        for name in ("cmdstat_evalsha", "cmdstat_exec")},
         "pieces": {"what": {name: what for _, name, what in PIECES}, **found}})
     return 0 if all(met) else 1
 
