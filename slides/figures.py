@@ -396,30 +396,29 @@ def prose_values(loop: dict, limits: dict, cost: dict, capstone: dict) -> dict[s
     return v
 
 
-def _ratio(ratios: list[float], target: float, at_most: bool = True) -> str:
-    """The median of the rounds, its verdict, and every round's: as `make bench-scale` prints it."""
-    median = statistics.median(ratios)
-    met = median <= target if at_most else median >= target
-    return (f"{median:.2f} ({'met' if met else 'missed'}: {'at most' if at_most else 'at least'} {target:g}; "
-            f"rounds {', '.join(f'{r:.2f}' for r in ratios)})")
+def _verdict(verdict: dict) -> str:
+    """A verdict as `make bench-scale` judged it (the median of the rounds), with every round's."""
+    return (f"{verdict['value']:.2f} ({'met' if verdict['met'] else 'missed'}: "
+            f"{'at most' if verdict['at most'] else 'at least'} {verdict['target']:g}; "
+            f"rounds {', '.join(f'{r:.2f}' for r in verdict['rounds'])})")
 
 
 def turn_values(scale: dict) -> dict[str, str]:
     """`make bench-scale`'s figures at small sizes (chapter 4's DEEP_DIVE, "What a turn costs")."""
-    targets, batch = scale["targets"], str(scale["batch"])
+    batch, verdicts = str(scale["batch"]), scale["verdicts"]
     one, many = scale["turn"]["1"], scale["turn"][batch]
     v = {"turn.table": _table(["stations", "wall s", "stations/s", "ms per batch", "fetch stations/s", "answer key"], [
         [f"{int(n):,}", f"{f['seconds']:.1f}", f"{f['stations/s']:.0f}", f"{f['ms/batch']:.1f}",
          f"{f['fetch stations/s']:.0f}", "equal" if f["correct"] else "NOT equal"] for n, f in scale["sizes"].items()])}
     v.update({"turn.batch": batch, "turn.small": f"{scale['small']:,}", "turn.rounds": str(scale["rounds"]),
               "turn.sizes": " and ".join(f"{int(n):,}" for n in scale["sizes"]),
-              "turn.linear": f"{scale['linear']:.2f}",
-              "turn.one": _ratio(one["ratios"], targets["turn at batch 1"]),
+              "turn.linear": f"{verdicts['linear cost']['value']:.2f}",
+              "turn.one": _verdict(verdicts["turn at batch 1"]),
               "turn.one.ms": f"{one['loop ms']:.2f} ms against {one['raw ms']:.2f} ms",
-              "turn.many": _ratio(many["ratios"], targets["turn at batch"]),
+              "turn.many": _verdict(verdicts[f"turn at batch {batch}"]),
               "turn.many.ms": f"{many['loop ms']:.1f} ms against {many['raw ms']:.1f} ms",
-              "turn.rate": _ratio(scale["stations/s ratios"], targets["stations/s at batch"], at_most=False),
-              "turn.met": f"{sum(scale['verdicts'].values())} of {len(scale['verdicts'])}",
+              "turn.rate": _verdict(verdicts["stations/s"]),
+              "turn.met": f"{sum(scale['met'].values())} of {len(scale['met'])}",
               "turn.one.commands": str(one["commands"]), "turn.many.commands": f"{many['commands']:,}",
               "turn.round_trips": str(one["round trips"])})
     growth = []

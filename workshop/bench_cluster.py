@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from workshop import settings as settings_mod
+from workshop import api as api_module, settings as settings_mod
 from workshop.api import ApiConfig, ApiServer
 from workshop.own_redis import OwnRedis
 from workshop.redis_cluster import LocalCluster
@@ -47,7 +47,6 @@ def run_days(state_url: str, ports: list[int], days: list[str], stations: int, t
     for day in days:
         pipeline.reset(r, day)
         ch03_pipeline.discover(day, stations)
-    from workshop import api as api_module
     api_module.forget_bodies()   # the API caches the bodies it made: each setup's days start with none made
     before, started = node_figures(ports), time.monotonic()
     for day in days:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Callable, Mapping, NamedTuple
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
 
 
 class SettingsError(ValueError):
@@ -294,3 +295,20 @@ def load(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
             "more than 1; lower them so their sum is at most 1."
         )
     return settings
+
+
+@contextmanager
+def environment(values: Mapping[str, str] | None = None, restore: Iterable[str] = ()) -> Iterator[None]:
+    """Set `values` in this process's environment for the block (a measurement that points its workers
+    somewhere); afterwards they, and every name in `restore` (set inside the block), are as they were."""
+    values = dict(values or {})
+    saved = {name: os.environ.get(name) for name in {*values, *restore}}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -129,23 +129,19 @@ def side_by_side(r, config: ApiConfig, runners: dict, ids: list[str], timeout: f
 
     API_URL and API_KEY point at each run's API meanwhile, and are given back after (a notebook's own API);
     the tracebacks of chapter 1's failing runs are not logged meanwhile (the table counts them)."""
-    results, saved = {}, {name: os.environ.get(name) for name in ("API_URL", "API_KEY")}
+    results = {}
     trace = logging.getLogger("celery.app.trace")   # chapter 1's runs fail loudly, on purpose: not here
     level = trace.level
     trace.setLevel(logging.CRITICAL)
     try:
-        for name, run in runners.items():
-            with ApiServer(config, host="127.0.0.1", port=0) as api:
-                os.environ["API_URL"], os.environ["API_KEY"] = api.url, config.key
-                print(f"running {name} ...", flush=True)
-                results[name] = run(r, api, settings_mod.load(), ids, timeout)
+        with settings_mod.environment(restore=("API_URL", "API_KEY")):
+            for name, run in runners.items():
+                with ApiServer(config, host="127.0.0.1", port=0) as api:
+                    os.environ["API_URL"], os.environ["API_KEY"] = api.url, config.key
+                    print(f"running {name} ...", flush=True)
+                    results[name] = run(r, api, settings_mod.load(), ids, timeout)
     finally:
         trace.setLevel(level)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     return results
 
 

@@ -282,22 +282,16 @@ def api_capacity(stations: int, batch: int, seconds: float = 3.0, clients: int =
 
 def counted(api: ApiServer, batch: int, stations: int) -> turn_cost.Cost:
     """Round trips and commands per fetch turn (turn_cost.py), the median over a day, on a Redis of its own."""
-    saved = {name: os.environ.get(name) for name in ("REDIS_URL", "API_MAX_BATCH")}
     with tempfile.TemporaryDirectory(prefix="ch04-turn-cost-") as folder:
         own = OwnRedis(Path(folder))
         own.start()
         try:
-            os.environ.update(REDIS_URL=own.url, API_MAX_BATCH=str(batch))
-            cost = turn_cost.count_day(redis_client(), settings_mod.load().day.isoformat(),
-                                       answer_key.station_ids(stations), str(Path(folder) / "s.sqlite3"),
-                                       limit=UNTHROTTLED)
+            with settings_mod.environment({"REDIS_URL": own.url, "API_MAX_BATCH": str(batch)}):
+                cost = turn_cost.count_day(redis_client(), settings_mod.load().day.isoformat(),
+                                           answer_key.station_ids(stations), str(Path(folder) / "s.sqlite3"),
+                                           limit=UNTHROTTLED)
         finally:
             own.stop_all()
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
     return turn_cost.median(cost["fetch_batch"])
 
 
@@ -327,9 +321,16 @@ def commands_table(results: dict[int, dict], top: int = 8) -> str:
     return aligned(rows)
 
 
-def verdict(name: str, value: float, target: float, at_most: bool = True) -> tuple[bool, str]:
-    met = value <= target if at_most else value >= target
-    return met, f"{value:.2f} (target {'at most' if at_most else 'at least'} {target:g}: {'met' if met else 'MISSED'})"
+def judge(values: list[float], target: float, at_most: bool = True) -> dict:
+    """The median of `values` (the rounds; or one value) against its target: what is printed and written."""
+    value = statistics.median(values)
+    return {"value": value, "rounds": values, "target": target, "at most": at_most,
+            "met": value <= target if at_most else value >= target}
+
+
+def said(verdict: dict) -> str:
+    return (f"{verdict['value']:.2f} (target {'at most' if verdict['at most'] else 'at least'} {verdict['target']:g}: "
+            f"{'met' if verdict['met'] else 'MISSED'})")
 
 
 def run_batch(api: ApiServer, r, batch: int, sizes: list[int], args, logs: str) -> dict:
@@ -382,18 +383,18 @@ def spread(values: list[float]) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
 
 
-def report_batch(batch: int, out: dict, cost: turn_cost.Cost, target: float) -> tuple[bool, list[float]]:
-    """Print one batch size's comparison, round by round; (the turn ratio's median met, the stations/s ratios)."""
-    ratios, (loop_ms, raw_ms) = ratios_of(out), medians_of(out)
+def report_batch(batch: int, out: dict, cost: turn_cost.Cost, target: float) -> tuple[dict, list[float]]:
+    """Print one batch size's comparison, round by round; (the turn ratio's verdict, the stations/s ratios)."""
+    loop_ms, raw_ms = out["loop ms"], out["raw ms"] = medians_of(out)
     noop_ms = turn_ms(out["raw noop/s"])
-    met, said = verdict("turn", statistics.median(ratios), target)
+    turn = judge(ratios_of(out), target)
     print(f"\nbatch {batch}: one fetch turn {loop_ms:.2f} ms of a worker | raw-call turn {raw_ms:.2f} ms | "
-          f"no-op turn {noop_ms:.2f} ms (medians of {len(ratios)} rounds)")
-    print(f"  one fetch turn / one raw-call turn = {said}, the median of the rounds' {spread(ratios)}")
+          f"no-op turn {noop_ms:.2f} ms (medians of {len(turn['rounds'])} rounds)")
+    print(f"  one fetch turn / one raw-call turn = {said(turn)}, the median of the rounds' {spread(turn['rounds'])}")
     print(f"  one fetch turn / one no-op turn = {loop_ms / noop_ms:.1f} (no target: the no-op makes no API call)")
     print(f"  per fetch turn, counted: {cost.round_trips} round trips to Redis from the pool process "
           f"+ {cost.receipt} at receipt (main process), {cost.commands} commands inside Redis")
-    return met, [p["loop"]["fetch stations/s"] / (p["raw calls/s"] * batch) for p in out["rounds"]]
+    return turn, [p["loop"]["fetch stations/s"] / (p["raw calls/s"] * batch) for p in out["rounds"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -437,11 +438,9 @@ def main(argv: list[str] | None = None) -> int:
         use_redis(provided.url)
         os.environ["API_URL"], os.environ["API_KEY"] = api.url, config.key   # before the workers start
         r = provided.client()
-        os.environ[PIECES_ENV] = timings = tempfile.mkdtemp(prefix="ch04-scale-pieces-")   # batch 1's workers
-        try:
+        timings = tempfile.mkdtemp(prefix="ch04-scale-pieces-")
+        with settings_mod.environment({PIECES_ENV: timings}):   # batch 1's workers time their pieces
             one = run_batch(api, r, 1, [args.small], args, logs)
-        finally:
-            os.environ.pop(PIECES_ENV, None)
         many = run_batch(api, r, args.batch, sizes, args, logs)
         print("counting round trips and commands per turn ...", flush=True)
         costs = {1: counted(api, 1, min(400, args.small)),
@@ -453,44 +452,44 @@ def main(argv: list[str] | None = None) -> int:
     print(f"batches of {args.batch}:")
     print(size_table(many["sizes"]))
     first, last = many["sizes"][sizes[0]], many["sizes"][sizes[-1]]
-    linear, said = verdict("linear", last["ms/batch"] / first["ms/batch"], TARGETS["linear"])
-    print(f"\nms per batch at {sizes[-1]:,} / at {sizes[0]:,}: {said} (a linear cost)")
+    linear = judge([last["ms/batch"] / first["ms/batch"]], TARGETS["linear"])
+    print(f"\nms per batch at {sizes[-1]:,} / at {sizes[0]:,}: {said(linear)} (a linear cost)")
     print(f"batch 1, {args.small:,} stations: {one['sizes'][args.small]['stations/s']:.0f} stations/s, "
           f"answer key {'equal' if one['sizes'][args.small]['correct'] else 'NOT equal'}")
     print(f"fake API capacity at batches of {args.batch}: {capacity:.0f} stations/s")
-    small_met, _ = report_batch(1, one, costs[1], TARGETS["turn at batch 1"])
+    small, _ = report_batch(1, one, costs[1], TARGETS["turn at batch 1"])
     found = pieces(timings)
     print("  where a turn's time goes, timed in the workers (each piece's mean per turn, over the rounds):")
     print("    " + pieces_table(found).replace("\n", "\n    "))
-    big_met, rates = report_batch(args.batch, many, costs[args.batch], TARGETS["turn at batch"])
-    rate_met, said = verdict("stations/s", statistics.median(rates), TARGETS["stations/s at batch"], at_most=False)
+    big, rates = report_batch(args.batch, many, costs[args.batch], TARGETS["turn at batch"])
+    rate = judge(rates, TARGETS["stations/s at batch"], at_most=False)
     f = many["sizes"][sizes[-1]]
-    print(f"  loop's fetch stations/s / the raw-call chain's = {said}, the median of the rounds' {spread(rates)} "
+    print(f"  loop's fetch stations/s / the raw-call chain's = {said(rate)}, the median of the rounds' {spread(rates)} "
           f"(the whole day at {sizes[-1]:,}, fetch + transform + persist: {f['stations/s']:.0f} stations/s)")
     print("\nRedis's own time per command (INFO commandstats), top by time at the largest size:")
     print(commands_table(many["sizes"]))
     correct = all(f["correct"] for out in (one, many)
                   for f in [*out["sizes"].values(), *(p["loop"] for p in out["rounds"])])
-    met = [linear, small_met, big_met, rate_met, correct]
-    names = ("linear cost", "turn at batch 1", f"turn at batch {args.batch}", "stations/s", "answer key")
-    print(f"\n{sum(met)} of {len(met)} verdicts met" + ("" if all(met) else
-          ": " + ", ".join(name for name, ok in zip(names, met) if not ok) + " missed"))
+    verdicts = {"linear cost": linear, "turn at batch 1": small, f"turn at batch {args.batch}": big,
+                "stations/s": rate}
+    met = {**{name: v["met"] for name, v in verdicts.items()}, "answer key": correct}
+    print(f"\n{sum(met.values())} of {len(met)} verdicts met" + ("" if all(met.values()) else
+          ": " + ", ".join(name for name, ok in met.items() if not ok) + " missed"))
     write_figures(args.out, "scale", {
-        "batch": args.batch, "small": args.small, "workers": WORKERS, "rounds": args.rounds, "targets": TARGETS,
+        "batch": args.batch, "small": args.small, "workers": WORKERS, "rounds": args.rounds,
         "sizes": {stations: {key: f[key] for key in ("seconds", "stations/s", "turns", "ms/batch", "fetch stations/s",
                                                      "correct")} for stations, f in many["sizes"].items()},
-        "linear": last["ms/batch"] / first["ms/batch"], "api capacity": capacity,
-        "turn": {str(batch): {"ratios": ratios_of(out), "loop ms": medians_of(out)[0], "raw ms": medians_of(out)[1],
+        "api capacity": capacity, "verdicts": verdicts, "met": met,
+        "turn": {str(batch): {"loop ms": out["loop ms"], "raw ms": out["raw ms"],
                               "noop ms": turn_ms(out["raw noop/s"]), "round trips": costs[batch].round_trips,
                               "receipt": costs[batch].receipt, "commands": costs[batch].commands}
                  for batch, out in ((1, one), (args.batch, many))},
-        "stations/s ratios": rates, "verdicts": dict(zip(names, met)),
         "µs per call": {name.removeprefix("cmdstat_"): {stations: f["commandstats"][name]["usec_per_call"]
                                                          for stations, f in many["sizes"].items()
                                                          if name in f["commandstats"]}
                         for name in ("cmdstat_evalsha", "cmdstat_exec")},
         "pieces": {"what": {name: what for _, name, what in PIECES}, **found}})
-    return 0 if all(met) else 1
+    return 0 if all(met.values()) else 1
 
 
 if __name__ == "__main__":

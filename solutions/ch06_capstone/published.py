@@ -5,25 +5,14 @@ kick, and worker processes inherit them when they start: a measurement must publ
 runs against, and must not leave it behind for the next one (a notebook runs several)."""
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
+from workshop import settings as settings_mod
 
 NAMES = ("API_RATE", "API_BURST", "API_MAX_BATCH", "CH04_WINDOW")
 
 
-@contextmanager
 def terms(**values: str):
     """Set `values` (e.g. API_RATE="10") for the block; every name in NAMES is as before afterwards."""
-    saved = {name: os.environ.get(name) for name in {*NAMES, *values}}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return settings_mod.environment(values, restore=NAMES)
 
 
 def of(config) -> dict[str, str]:
